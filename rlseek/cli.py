@@ -1,0 +1,266 @@
+"""The ``rlseek`` command line.
+
+Bad input (an :class:`~rlseek.errors.RlseekError`) is reported as one line on stderr with exit
+code 2 and no traceback; nothing partial is left behind and no run is overwritten.
+
+Feature packages add their own subcommands through a ``register_cli(subparsers)`` function
+(see ``_EXTENSIONS``); a handler is set with ``set_defaults(func=...)`` and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rlseek.errors import RlseekError
+
+_EXTENSIONS = (
+    "rlseek.reward_models.cli",
+    "rlseek.agents.offline_cli",
+    "rlseek.demo",
+)
+
+
+def _print_json(obj: Any) -> None:
+    from rlseek.runs import _json_safe
+
+    sys.stdout.write(json.dumps(_json_safe(obj), indent=2) + "\n")
+
+
+# -- envs / rewards ---------------------------------------------------------------------------
+def _env_rows() -> list[dict[str, Any]]:
+    import gymnasium as gym
+
+    from rlseek.envs.registration import ENV_KINDS, rlseek_env_ids
+
+    rows = []
+    for env_id in rlseek_env_ids():
+        spec = gym.registry[env_id]
+        entry = spec.entry_point
+        cls = None
+        if isinstance(entry, str) and ":" in entry:
+            mod, name = entry.split(":")
+            try:
+                cls = getattr(importlib.import_module(mod), name)
+            except (ImportError, AttributeError):
+                cls = None
+        weights = dict(getattr(cls, "default_reward", {}) or {})
+        doc = (getattr(cls, "__doc__", "") or "").strip().splitlines()
+        summary = next((ln.strip("# ").strip() for ln in doc if ln.strip() and not ln.startswith("#")), "")
+        rows.append(
+            {
+                "id": env_id,
+                "kind": ENV_KINDS[env_id],
+                "reward": weights,
+                "max_episode_steps": spec.max_episode_steps,
+                "description": summary,
+            }
+        )
+    return rows
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    rows = _env_rows()
+    if args.json:
+        _print_json(rows)
+        return 0
+    for r in rows:
+        weights = ", ".join(f"{k}={v:g}" for k, v in r["reward"].items())
+        print(f"{r['id']:<24} {r['kind']:<6} reward: {weights}")
+    return 0
+
+
+def cmd_rewards(args: argparse.Namespace) -> int:
+    from rlseek.rewards import import_reward_modules, list_rewards
+
+    import_reward_modules(args.imports or [])
+    terms = list_rewards()
+    if args.json:
+        _print_json([t.to_dict() for t in terms])
+        return 0
+    for t in terms:
+        params = ", ".join(f"{k}={v!r}" for k, v in t.defaults.items())
+        print(f"{t.name:<16} {t.kind:<6} {t.description}" + (f"  [{params}]" if params else ""))
+    return 0
+
+
+# -- train / eval ------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlseek.agents import get_agent_class
+    from rlseek.config import load_config
+    from rlseek.rewards import import_reward_modules
+    from rlseek.runs import Run
+
+    import_reward_modules(args.imports or [])
+    if args.resume:
+        if args.out is None:
+            raise RlseekError("--resume needs --out RUN_DIR naming the run to continue")
+        run = Run.open(args.out)
+        if run.is_finished:
+            raise RlseekError(f"{args.out} is already finished; nothing to resume")
+        if run.latest_checkpoint() is None:
+            raise RlseekError(f"{args.out} has no complete checkpoint to resume from; start a new run instead")
+        import_reward_modules(run.config.imports)
+        agent = get_agent_class(run.config.agent.algo)(run.config)
+        run.append_command()
+        summary = agent.train(run, resume=True, progress=_progress(args))
+    else:
+        config = load_config(args.config, args.set or [])
+        import_reward_modules(config.imports)
+        agent_cls = get_agent_class(config.agent.algo)
+        from rlseek.envs.factory import check_env_id
+
+        if agent_cls.env_kind != "offline":
+            check_env_id(config.env.id)
+        agent = agent_cls(config)
+        config = agent.resolve_config(config)
+        agent.config = config
+        out = Path(args.out) if args.out else _default_out(config)
+        run = Run.create(out, config)
+        try:
+            summary = agent.train(run, resume=False, progress=_progress(args))
+        except RlseekError:
+            # Bad input found only once training started (e.g. a bad hyperparameter): leave
+            # nothing behind if no checkpoint was written yet.
+            if run.latest_checkpoint() is None:
+                shutil.rmtree(run.path, ignore_errors=True)
+            raise
+    run.finish(summary)
+    print(f"run finished: {run.path}")
+    ev = summary.get("eval") or {}
+    if isinstance(ev, dict) and ev.get("mean_return") is not None:
+        line = f"eval mean return {ev['mean_return']:.3f} over {ev.get('episodes')} episodes"
+        if ev.get("success_rate") is not None:
+            line += f", success rate {ev['success_rate']:.3f}"
+        print(line)
+    return 0
+
+
+def _default_out(config: Any) -> Path:
+    import datetime as dt
+
+    name = config.env.id.split("/")[-1].lower()
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{name}-{config.agent.algo}-s{config.run.seed}-{stamp}"
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    if getattr(args, "no_progress", False):
+        return False
+    return sys.stdout.isatty()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rlseek.agents import get_agent_class
+    from rlseek.config import apply_overrides, config_from_dict
+    from rlseek.rewards import import_reward_modules
+    from rlseek.runs import Run
+
+    run = Run.open(args.run_dir)
+    import_reward_modules(run.config.imports + list(args.imports or []))
+    config = run.config
+    if args.set:
+        config = config_from_dict(apply_overrides(config.to_dict(), args.set), source="--set")
+    if args.episodes is not None:
+        if args.episodes < 1:
+            raise RlseekError(f"--episodes must be >= 1, got {args.episodes}")
+        config.run.eval_episodes = args.episodes
+    agent = get_agent_class(config.agent.algo)(config)
+    result = agent.evaluate(run, episodes=args.episodes)
+    if args.json:
+        _print_json(result)
+    else:
+        for k, v in result.items():
+            if not isinstance(v, (list, dict)):
+                print(f"{k}: {v}")
+    return 0
+
+
+def cmd_version(_: argparse.Namespace) -> int:
+    from rlseek import __version__
+
+    print(f"rlseek {__version__}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``rlseek`` parser (core commands plus registered extensions)."""
+    p = _Parser(prog="rlseek", description="Reinforcement learning for text and robot control.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    s = sub.add_parser("envs", help="list registered environments")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_envs)
+
+    s = sub.add_parser("rewards", help="list registered reward terms")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                   help="import a module that registers reward terms (repeatable)")
+    s.set_defaults(func=cmd_rewards)
+
+    s = sub.add_parser("train", help="train an agent from a YAML config")
+    s.add_argument("config", nargs="?", help="experiment config (YAML); not needed with --resume")
+    s.add_argument("--out", help="run directory (default: runs/<env>-<algo>-s<seed>-<time>)")
+    s.add_argument("--set", action="append", metavar="K=V", help="override a config field (repeatable)")
+    s.add_argument("--resume", action="store_true", help="continue the run in --out from its last good checkpoint")
+    s.add_argument("--import", dest="imports", action="append", metavar="MODULE")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("eval", help="evaluate a run's final policy")
+    s.add_argument("run_dir")
+    s.add_argument("--episodes", type=int)
+    s.add_argument("--set", action="append", metavar="K=V")
+    s.add_argument("--import", dest="imports", action="append", metavar="MODULE")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_eval)
+
+    for mod in _EXTENSIONS:
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+            continue
+        m.register_cli(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rlseek`` console script; returns the exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        return cmd_version(args)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    if args.command == "train" and not args.resume and not args.config:
+        parser.error("train needs CONFIG (or --resume --out RUN_DIR)")
+    try:
+        return int(args.func(args) or 0)
+    except RlseekError as exc:
+        sys.stderr.write(f"rlseek: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("rlseek: interrupted; the last checkpoint is kept (continue with --resume)\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

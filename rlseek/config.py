@@ -1,0 +1,241 @@
+"""Experiment configs: one YAML file per experiment, validated with field paths in errors.
+
+```yaml
+env:   {id: rlseek/Reacher-v0, kwargs: {}, reward: {distance: 1.0, control: 0.1}, reward_params: {}}
+agent: {algo: sac, params: {learning_rate: 0.0003}}
+run:   {total_steps: 30000, seed: 0, n_envs: 1, device: auto, eval_every: 5000, eval_episodes: 10}
+imports: []
+```
+
+``--set agent.params.learning_rate=1e-5`` overrides any field; the value is parsed as YAML
+(so ``1e-5`` is a float, ``[a, b]`` a list, ``null`` None).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlseek.errors import ConfigError, did_you_mean
+
+
+@dataclass
+class EnvSection:
+    """Which environment to train on, with its make-kwargs and reward weights."""
+
+    id: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    reward: dict[str, float] | None = None
+    """Term name -> weight; None keeps the env's default weights."""
+    reward_params: dict[str, dict[str, Any]] | None = None
+    """Term name -> params for that term."""
+
+
+@dataclass
+class AgentSection:
+    """Which algorithm, and its hyperparameters (validated by the agent)."""
+
+    algo: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunSection:
+    """Budget, seeding, vectorization, evaluation and checkpoint cadence."""
+
+    total_steps: int = 100_000
+    """Environment steps (robot agents), PPO iterations' env steps (lm-ppo) or gradient steps
+    (offline agents) — each agent's docs say which."""
+    seed: int = 0
+    n_envs: int = 1
+    vec_env: str = "dummy"
+    """'dummy' (in-process) or 'subproc' (one process per env)."""
+    device: str = "auto"
+    eval_every: int = 10_000
+    eval_episodes: int = 10
+    checkpoint_every: int = 10_000
+    keep_checkpoints: int = 3
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment: env, agent, run settings and user modules to import."""
+
+    env: EnvSection
+    agent: AgentSection
+    run: RunSection = field(default_factory=RunSection)
+    imports: list[str] = field(default_factory=list)
+    source: str = field(default="<dict>", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (what config.yaml in a run directory holds)."""
+        d = dataclasses.asdict(self)
+        d.pop("source", None)
+        return d
+
+    def sha256(self) -> str:
+        """Fingerprint of the resolved config (key order independent)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+_SECTIONS = {"env": EnvSection, "agent": AgentSection, "run": RunSection}
+_TOP_KEYS = ("env", "agent", "run", "imports")
+
+
+def _check_type(value: Any, expected: Any, where: str, src: str) -> Any:
+    """Validate ``value`` against a simple annotation string; returns the coerced value."""
+    exp = str(expected)
+    if exp.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{src}: field '{where}' must be an integer, got {value!r}")
+        return value
+    if exp.startswith("str"):
+        if not isinstance(value, str):
+            raise ConfigError(f"{src}: field '{where}' must be a string, got {value!r}")
+        return value
+    if exp.startswith("dict"):
+        if value is None and "None" in exp:
+            return None
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{src}: field '{where}' must be a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _build_section(cls: type, data: Any, name: str, src: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{src}: section '{name}' must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(
+                f"{src}: unknown field '{name}.{key}'{did_you_mean(str(key), fields)}; "
+                f"'{name}' takes: {', '.join(fields)}"
+            )
+        kwargs[key] = _check_type(value, fields[key].type, f"{name}.{key}", src)
+    missing = [
+        f.name
+        for f in fields.values()
+        if f.name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{src}: missing required field '{name}.{missing[0]}'")
+    return cls(**kwargs)
+
+
+def _validate_reward(env: EnvSection, src: str) -> None:
+    if env.reward is None:
+        return
+    for term, w in env.reward.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)):
+            raise ConfigError(f"{src}: field 'env.reward.{term}' must be a number, got {w!r}")
+        if w != w or w in (float("inf"), float("-inf")):
+            raise ConfigError(f"{src}: field 'env.reward.{term}' must be finite, got {w}")
+    for term, p in (env.reward_params or {}).items():
+        if not isinstance(p, Mapping):
+            raise ConfigError(f"{src}: field 'env.reward_params.{term}' must be a mapping, got {p!r}")
+
+
+def config_from_dict(data: Any, source: str = "<dict>") -> ExperimentConfig:
+    """Validate a plain dict as an experiment config; errors name the field path."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a config must be a YAML mapping with env, agent, run; got {type(data).__name__}")
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise ConfigError(
+                f"{source}: unknown top-level field '{key}'{did_you_mean(str(key), _TOP_KEYS)}; "
+                f"expected: {', '.join(_TOP_KEYS)}"
+            )
+    for key in ("env", "agent"):
+        if key not in data:
+            raise ConfigError(f"{source}: missing required section '{key}'")
+    env = _build_section(EnvSection, data["env"], "env", source)
+    agent = _build_section(AgentSection, data["agent"], "agent", source)
+    run = _build_section(RunSection, data.get("run") or {}, "run", source)
+    imports = data.get("imports") or []
+    if not isinstance(imports, list) or not all(isinstance(m, str) for m in imports):
+        raise ConfigError(f"{source}: field 'imports' must be a list of module names, got {imports!r}")
+    _validate_reward(env, source)
+    for name in ("total_steps", "n_envs", "eval_episodes"):
+        if getattr(run, name) < 1:
+            raise ConfigError(f"{source}: field 'run.{name}' must be >= 1, got {getattr(run, name)}")
+    if run.vec_env not in ("dummy", "subproc"):
+        raise ConfigError(f"{source}: field 'run.vec_env' must be 'dummy' or 'subproc', got {run.vec_env!r}")
+    return ExperimentConfig(env=env, agent=agent, run=run, imports=list(imports), source=source)
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str = "--set") -> dict[str, Any]:
+    """Return a copy of ``data`` with ``KEY=VALUE`` overrides applied (dotted keys, YAML values)."""
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{source} '{item}': expected KEY=VALUE, e.g. agent.params.learning_rate=1e-5")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"{source} '{item}': empty component in key '{key}'")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"{source} '{item}': '{'.'.join(parts[: i + 1])}' is not a mapping")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Read a YAML file; a syntax error names the file, line and column."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Load, override and validate an experiment config file."""
+    data = read_yaml(path)
+    if data is None:
+        raise ConfigError(f"{path}: config file is empty; it needs env, agent and run sections")
+    if overrides:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a config must be a YAML mapping")
+        data = apply_overrides(data, overrides)
+    return config_from_dict(data, source=str(path))
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    """The config as YAML text (block style, keys in schema order)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
