@@ -1,0 +1,213 @@
+"""``LmPpoConfig``: every hyperparameter of lm-ppo, typed, documented and validated.
+
+A config's ``agent.params`` mapping is turned into an :class:`LmPpoConfig` by
+:func:`LmPpoConfig.from_params`; an unknown key fails with a did-you-mean, a bad value names
+its field path (``agent.params.<name>``) and what would be right.
+
+Units: KL values are in nats, summed over the tokens of one completion ("sequence KL");
+entropies are in nats per token; ``learning_rate`` is per optimizer step.
+
+Two different KL knobs exist and mean different things:
+
+* ``kl_target`` steers the *penalty* coefficient β of the adaptive controller (Ziegler et al.
+  2019): the KL to the reference is pushed toward it, never cut off;
+* ``early_stop_kl`` is stable-baselines3's ``target_kl``: an *early stop* of the PPO epochs of
+  one iteration once the policy moved more than 1.5 × that (approx_kl, old → new policy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlseek.errors import ConfigError, did_you_mean
+
+DEFAULT_MODEL = "rlseek/tiny-lm"
+
+
+@dataclass
+class LmPpoConfig:
+    """Hyperparameters of PPO for RLHF on a causal language model."""
+
+    # -- model ------------------------------------------------------------------------------
+    model: str = DEFAULT_MODEL
+    """Policy checkpoint: ``rlseek/tiny-lm`` (the bundled model) or a local folder that
+    ``AutoModelForCausalLM.from_pretrained`` reads."""
+    lora: bool = False
+    """Train LoRA adapters (peft) instead of all weights; the reference is then the base
+    model with the adapter disabled, so no second copy of the weights is kept."""
+    lora_r: int = 8
+    """LoRA rank."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    lora_dropout: float = 0.0
+    """Dropout inside the LoRA branch; 0 keeps log-probs deterministic (dropout off)."""
+    lora_target_modules: list[str] | None = None
+    """Module names to adapt; None uses peft's default for the architecture, else all linear."""
+
+    # -- rollouts -----------------------------------------------------------------------------
+    temperature: float = 1.0
+    """Sampling temperature; the logits are divided by it before every log-prob, for the
+    policy and the reference alike, so the KL compares the distributions actually sampled."""
+    top_k: int = 0
+    """Sample from the k most likely tokens only (0: the full distribution). Note that PPO's
+    log-probs are of the full tempered distribution; keep 0 unless you know why."""
+
+    # -- KL control ---------------------------------------------------------------------------
+    kl_coef: float = 0.2
+    """β: initial (adaptive) or fixed coefficient of the per-token KL penalty in the reward."""
+    kl_control: str = "adaptive"
+    """"adaptive" (β steered toward ``kl_target``) or "fixed"."""
+    kl_target: float = 1.0
+    """Sequence KL to the reference (nats) that the adaptive controller steers toward."""
+    kl_horizon: int = 10_000
+    """Adaptive controller horizon, in completions: β moves by at most ±20 % × n / horizon
+    per iteration of n completions."""
+    kl_estimator: str = "k1"
+    """Per-token KL estimator in the reward: "k1" = log p − log p_ref (unbiased, can be
+    negative per token), "k3" = (r − 1) − log r with r = p_ref / p (unbiased, ≥ 0)."""
+
+    # -- entropy control ----------------------------------------------------------------------
+    ent_coef: float = 0.01
+    """α: (initial) coefficient of the entropy bonus in the loss."""
+    ent_control: str = "fixed"
+    """"fixed" or "adaptive" (α steered so the policy's per-token entropy tracks
+    ``ent_target``)."""
+    ent_target: float = 1.0
+    """Target per-token entropy (nats) for ``ent_control: adaptive``."""
+    ent_rate: float = 0.1
+    """Adaptive α step: log α moves by rate × clip((target − H) / target, ±1) per iteration."""
+    ent_coef_max: float = 1.0
+    """Upper bound of α in adaptive mode (it never goes below 1e-6)."""
+
+    # -- PPO ----------------------------------------------------------------------------------
+    learning_rate: float = 1e-5
+    """Adam learning rate (the value head included)."""
+    gamma: float = 0.99
+    """Per-token discount. 1.0 is common for LMs (the score arrives at the end); 0.99 is the
+    default that rlseek's source document asks for."""
+    lam: float = 0.95
+    """GAE λ."""
+    ppo_epochs: int = 4
+    """Passes over one iteration's rollouts."""
+    num_minibatches: int = 4
+    """Minibatches per epoch (the completions of an iteration are split into these)."""
+    clip_range: float = 0.2
+    """PPO ratio clip ε."""
+    clip_range_value: float = 0.2
+    """Value clip: a new value may move at most this far from the rollout's value."""
+    vf_coef: float = 0.1
+    """Weight of the value loss (the value head shares the policy's trunk; see model.py)."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip."""
+    early_stop_kl: float | None = None
+    """SB3's ``target_kl``: stop the epochs of an iteration once approx_kl > 1.5 × this."""
+    whiten_advantages: bool = True
+    """Standardize advantages over the response tokens of the batch (masked whitening)."""
+
+    # -- reward shaping -----------------------------------------------------------------------
+    reward_norm: bool = True
+    """Standardize the env's score with its running mean / std before clipping."""
+    reward_clip: float = 5.0
+    """Clip the (normalized) score to [−reward_clip, reward_clip]."""
+    missing_eos_penalty: float = 1.0
+    """Subtracted from the score of a completion that ended without EOS (after
+    normalization, so the unit is standard deviations of the score)."""
+
+    # -- evaluation / misc --------------------------------------------------------------------
+    eval_prompts: int = 500
+    """Held-out prompts scored by the evaluation at the start and end of training."""
+    eval_temperature: float = 0.0
+    """0: greedy evaluation; > 0: sampled at that temperature."""
+    eval_samples: int = 1
+    """Samples per held-out prompt when ``eval_temperature`` > 0."""
+    dtype: str = "float32"
+    """Compute dtype: "float32", "bfloat16" or "float16" (CUDA only)."""
+    log_every: int = 1
+    """Write TensorBoard scalars every this many iterations."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form notes recorded with the run; not read by the agent."""
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None, where: str = "agent.params") -> LmPpoConfig:
+        """Validate a config's ``agent.params`` mapping (unknown keys get a did-you-mean)."""
+        params = dict(params or {})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key in params:
+            if key not in fields:
+                raise ConfigError(
+                    f"unknown field '{where}.{key}'{did_you_mean(str(key), fields)}; "
+                    f"lm-ppo takes: {', '.join(fields)}"
+                )
+        cfg = cls(**{k: _coerce(k, v, fields[k].type, where) for k, v in params.items()})
+        cfg.validate(where)
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self, where: str = "agent.params") -> None:
+        """Raise :class:`ConfigError` naming the first field with a value out of range."""
+        def bad(name: str, want: str) -> ConfigError:
+            return ConfigError(f"field '{where}.{name}' must be {want}, got {getattr(self, name)!r}")
+
+        choices = {
+            "kl_control": ("adaptive", "fixed"),
+            "kl_estimator": ("k1", "k3"),
+            "ent_control": ("fixed", "adaptive"),
+            "dtype": ("float32", "bfloat16", "float16"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise bad(name, " or ".join(repr(a) for a in allowed))
+        positive = ("temperature", "kl_target", "kl_horizon", "ent_target", "learning_rate",
+                    "ppo_epochs", "num_minibatches", "clip_range", "clip_range_value",
+                    "max_grad_norm", "reward_clip", "eval_prompts", "eval_samples", "lora_r",
+                    "lora_alpha", "log_every", "ent_coef_max")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise bad(name, "> 0")
+        for name in ("kl_coef", "ent_coef", "vf_coef", "missing_eos_penalty", "ent_rate",
+                     "eval_temperature", "top_k", "lora_dropout"):
+            if getattr(self, name) < 0:
+                raise bad(name, ">= 0")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise bad("gamma", "in [0, 1]")
+        if not 0.0 <= self.lam <= 1.0:
+            raise bad("lam", "in [0, 1]")
+        if self.early_stop_kl is not None and self.early_stop_kl <= 0:
+            raise bad("early_stop_kl", "> 0 or null")
+
+
+def _coerce(name: str, value: Any, annotation: Any, where: str) -> Any:
+    """Type-check one field against its annotation string (ints accepted as floats)."""
+    ann = str(annotation)
+    optional = "None" in ann
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"field '{where}.{name}' must not be null")
+    base = ann.split("|")[0].strip()
+    ok = True
+    if base == "bool":
+        ok = isinstance(value, bool)
+    elif base == "int":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif base == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif base == "str":
+        ok = isinstance(value, str)
+    elif base.startswith("list"):
+        if isinstance(value, str):
+            value = [value]
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif base.startswith("dict"):
+        ok = isinstance(value, Mapping)
+    if not ok:
+        raise ConfigError(f"field '{where}.{name}' must be of type {ann}, got {value!r}")
+    return value

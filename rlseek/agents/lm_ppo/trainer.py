@@ -1,0 +1,200 @@
+"""One PPO iteration on a batch of rollouts: score shaping, KL penalty, GAE, clipped updates.
+
+:class:`PPOTrainer` owns the optimizer, the KL and entropy controllers and the running
+statistics of the env's score; :meth:`PPOTrainer.step` turns one :class:`Rollout` into a
+policy update and returns the iteration's figures (keys namespaced like CleanRL's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlseek.agents.lm_ppo import core
+from rlseek.agents.lm_ppo.config import LmPpoConfig
+from rlseek.agents.lm_ppo.controllers import EntropyController, make_kl_controller
+from rlseek.agents.lm_ppo.model import PolicyWithValueHead, forward_response, sequence_inputs
+from rlseek.agents.lm_ppo.rollout import Rollout
+from rlseek.rewards.weighted import RunningMeanStd
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision for ``dtype`` other than float32 (weights and Adam stay float32)."""
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_DTYPES[dtype])
+
+
+def trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop prompt columns that are padding in every row and response columns past the
+    longest response, so a minibatch costs only as much as its longest sequence."""
+    keep_p = batch["prompt_mask"].any(0).nonzero()
+    start = int(keep_p[0]) if len(keep_p) else 0
+    keep_r = batch["mask"].any(0).nonzero()
+    end = int(keep_r[-1]) + 1 if len(keep_r) else 1
+    out = {}
+    for key, value in batch.items():
+        if key.startswith("prompt_"):
+            out[key] = value[:, start:]
+        elif value.dim() == 2:
+            out[key] = value[:, :end]
+        else:
+            out[key] = value
+    return out
+
+
+class PPOTrainer:
+    """PPO-RLHF updates of a :class:`PolicyWithValueHead` against a frozen reference."""
+
+    def __init__(self, policy: PolicyWithValueHead, reference: nn.Module | None, cfg: LmPpoConfig,
+                 device: torch.device) -> None:
+        self.policy, self.reference, self.cfg, self.device = policy, reference, cfg, device
+        self.optimizer = torch.optim.Adam(policy.trainable_parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.kl_ctl = make_kl_controller(cfg.kl_control, cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
+        self.ent_ctl = EntropyController(cfg.ent_coef, cfg.ent_control == "adaptive",
+                                         cfg.ent_target, cfg.ent_rate, cfg.ent_coef_max)
+        self.score_stats = RunningMeanStd()
+        self.shuffle_gen = torch.Generator()
+
+    # -- the pieces -------------------------------------------------------------------------
+    def shape_scores(self, scores: np.ndarray, eos: np.ndarray) -> torch.Tensor:
+        """Env scores → the scalar reward at each completion's last token.
+
+        Normalize with the running mean / std (updated with this batch first), subtract
+        ``missing_eos_penalty`` where no EOS was produced, clip to ±``reward_clip``.
+        """
+        s = torch.as_tensor(np.asarray(scores, dtype=np.float64))
+        if self.cfg.reward_norm:
+            self.score_stats.update(s.numpy())
+            std = self.score_stats.std
+            s = (s - self.score_stats.mean) / (std if std > 1e-6 else 1.0)
+        s = s - self.cfg.missing_eos_penalty * torch.as_tensor(~np.asarray(eos, dtype=bool)).double()
+        s = s.clamp(-self.cfg.reward_clip, self.cfg.reward_clip)
+        return s.float().to(self.device)
+
+    def _tensors(self, ro: Rollout) -> dict[str, torch.Tensor]:
+        d = self.device
+        return {"prompt_ids": ro.prompt_ids.to(d), "prompt_mask": ro.prompt_mask.to(d),
+                "response_ids": ro.response_ids.to(d), "mask": ro.response_mask.to(d)}
+
+    def _forward(self, lm: nn.Module, mb: dict[str, torch.Tensor], value_head: nn.Module | None):
+        inputs = sequence_inputs(mb["prompt_ids"], mb["prompt_mask"], mb["response_ids"], mb["mask"])
+        with autocast(self.device, self.cfg.dtype):
+            return forward_response(lm, inputs, mb["response_ids"].shape[1], self.cfg.temperature,
+                                    value_head)
+
+    def _chunks(self, n: int, order: torch.Tensor | None = None) -> list[torch.Tensor]:
+        idx = order if order is not None else torch.arange(n)
+        return [c for c in torch.tensor_split(idx, min(self.cfg.num_minibatches, n)) if len(c)]
+
+    @torch.no_grad()
+    def prepare(self, ro: Rollout) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Old log-probs and values, reference log-probs, KL-penalized rewards and GAE."""
+        batch = self._tensors(ro)
+        B, T = batch["response_ids"].shape
+        old_logp = torch.zeros(B, T, device=self.device)
+        ref_logp = torch.zeros(B, T, device=self.device)
+        old_values = torch.zeros(B, T, device=self.device)
+        entropy = torch.zeros(B, T, device=self.device)
+        for idx in self._chunks(B):
+            mb = trim({k: v[idx] for k, v in batch.items()})
+            t = mb["response_ids"].shape[1]
+            logits, values = self._forward(self.policy.lm, mb, self.policy.value_head)
+            old_logp[idx, :t] = core.logprobs_of(logits, mb["response_ids"])
+            entropy[idx, :t] = core.entropy_of(logits)
+            old_values[idx, :t] = values.float()
+            if self.reference is None:
+                with self.policy.reference() as ref:
+                    ref_logits, _ = self._forward(ref, mb, None)
+            else:
+                ref_logits, _ = self._forward(self.reference, mb, None)
+            ref_logp[idx, :t] = core.logprobs_of(ref_logits, mb["response_ids"])
+        mask = batch["mask"]
+        scores = self.shape_scores(ro.scores, ro.eos)
+        kl = core.kl_estimate(old_logp, ref_logp, self.cfg.kl_estimator) * mask
+        beta = self.kl_ctl.value
+        rewards = core.kl_penalized_rewards(scores, kl, mask, beta)
+        adv, returns = core.gae(rewards, old_values, mask, self.cfg.gamma, self.cfg.lam)
+        if self.cfg.whiten_advantages:
+            adv = core.masked_whiten(adv, mask)
+        batch.update(old_logp=old_logp, old_values=old_values, advantages=adv, returns=returns)
+        seq_kl = core.masked_sum(kl, mask, dim=1)
+        seq_kl1 = core.masked_sum(old_logp - ref_logp, mask, dim=1)
+        stats = {
+            "charts/kl_ref": float(seq_kl.mean()),
+            "charts/kl_ref_k1": float(seq_kl1.mean()),
+            "charts/kl_coef": beta,
+            "charts/entropy": float(core.masked_mean(entropy, mask)),
+            "charts/ent_coef": self.ent_ctl.value,
+            "charts/score_shaped": float(scores.mean()),
+            "charts/non_score_reward": float((-beta * seq_kl).mean()),
+            "charts/advantage_raw_std": float(core.masked_var(adv, mask).sqrt()),
+            "charts/value_mean": float(core.masked_mean(old_values, mask)),
+        }
+        return batch, stats
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """``ppo_epochs`` passes of clipped PPO over shuffled minibatches."""
+        cfg, policy = self.cfg, self.policy
+        params = policy.trainable_parameters()
+        alpha = self.ent_ctl.value
+        B = batch["response_ids"].shape[0]
+        sums: dict[str, list[float]] = {}
+        stopped = False
+        for _ in range(cfg.ppo_epochs):
+            order = torch.randperm(B, generator=self.shuffle_gen)
+            for idx in self._chunks(B, order):
+                mb = trim({k: v[idx.to(v.device)] for k, v in batch.items()})
+                logits, values = self._forward(policy.lm, mb, policy.value_head)
+                mask = mb["mask"]
+                logp = core.logprobs_of(logits, mb["response_ids"])
+                pg, pstats = core.policy_loss(logp, mb["old_logp"], mb["advantages"], mask, cfg.clip_range)
+                vf, vclip = core.value_loss(values.float(), mb["old_values"], mb["returns"], mask,
+                                            cfg.clip_range_value)
+                ent = core.masked_mean(core.entropy_of(logits), mask)
+                loss = pg + cfg.vf_coef * vf - alpha * ent
+                if cfg.early_stop_kl is not None and float(pstats["approx_kl"]) > 1.5 * cfg.early_stop_kl:
+                    # SB3's target_kl: this minibatch already moved too far; skip it and stop.
+                    stopped = True
+                    break
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                self.optimizer.step()
+                for key, val in (("losses/policy_loss", pg), ("losses/value_loss", vf),
+                                 ("losses/entropy", ent), ("losses/approx_kl", pstats["approx_kl"]),
+                                 ("losses/clipfrac", pstats["clipfrac"]), ("losses/value_clipfrac", vclip),
+                                 ("losses/grad_norm", grad_norm), ("losses/loss", loss)):
+                    sums.setdefault(key, []).append(float(val))
+            if stopped:
+                break
+        stats = {k: float(np.mean(v)) for k, v in sums.items()}
+        stats["losses/early_stopped"] = float(stopped)
+        stats["losses/explained_variance"] = core.explained_variance(
+            batch["old_values"], batch["returns"], batch["mask"])
+        return stats
+
+    def step(self, ro: Rollout) -> dict[str, float]:
+        """One PPO iteration on ``ro``; updates β and α afterwards."""
+        batch, stats = self.prepare(ro)
+        stats.update(self.update(batch))
+        self.kl_ctl.update(stats["charts/kl_ref"], len(ro))
+        self.ent_ctl.update(stats["charts/entropy"])
+        return stats
+
+    # -- checkpoint state -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serializable state (controllers, score statistics)."""
+        return {"kl_ctl": self.kl_ctl.state_dict(), "ent_ctl": self.ent_ctl.state_dict(),
+                "score_stats": self.score_stats.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.ent_ctl.load_state_dict(state["ent_ctl"])
+        self.score_stats.load_state_dict(state["score_stats"])
