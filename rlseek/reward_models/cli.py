@@ -1,0 +1,286 @@
+"""``rlseek reward-model train|eval`` and ``rlseek prefs synth|label``.
+
+Every handler validates its input (arguments, data files, model folders) before it writes
+anything; outputs are written atomically and never replace an existing model directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlseek.errors import RlseekError
+
+DEFAULT_EVAL_SPLIT = 0.1
+
+
+def _quiet_transformers() -> None:
+    # Load/save progress bars and hub notices would drown the one-line-per-event output.
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+def _print_json(obj: Any) -> None:
+    from rlseek.runs import _json_safe
+
+    sys.stdout.write(json.dumps(_json_safe(obj), indent=2) + "\n")
+
+
+def _check_new_output(path: Path, what: str, force: bool = False) -> None:
+    if path.exists() and not (force and path.is_file()):
+        hint = "" if path.is_dir() else " (pass --force to replace it)"
+        raise RlseekError(f"{what} {path} already exists; choose a new path{hint}")
+
+
+def _set_threads(device: str) -> None:
+    import os
+
+    import torch
+
+    if device == "cpu" and os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))
+
+
+# -- reward-model train ---------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlseek.models.loader import resolve_device
+    from rlseek.reward_models.adversarial import AdversarialConfig
+    from rlseek.reward_models.data import PreferenceDataset
+    from rlseek.reward_models.model import RewardModel
+    from rlseek.reward_models.trainer import BradleyTerryTrainer, TrainConfig, evaluate
+    from rlseek.runs import atomic_directory, sha256_file
+
+    out = Path(args.out)
+    _check_new_output(out, "model directory")
+    if args.eval_split is not None and not 0.0 < args.eval_split < 1.0:
+        raise RlseekError(f"--eval-split must be a fraction in (0, 1), got {args.eval_split}")
+    try:
+        adv = AdversarialConfig(args.adv_epsilon, args.adv_steps, args.adv_weight)
+    except ValueError as exc:
+        raise RlseekError(str(exc)) from None
+    cfg = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.lr if args.lr is not None else (1e-3 if args.lora else 1e-4),
+        center_rewards=args.center_rewards, eval_every=args.eval_every, patience=args.patience,
+        lora=args.lora, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
+        adversarial=adv if args.adversarial else None, seed=args.seed,
+    )
+    cfg.validate()
+    train = PreferenceDataset.from_jsonl(args.train)
+    if train.duplicates:
+        _err("warning: " + train.duplicate_report())
+    if args.eval:
+        eval_data = PreferenceDataset.from_jsonl(args.eval)
+        if eval_data.duplicates:
+            _err("warning: " + eval_data.duplicate_report())
+    else:
+        train, eval_data = train.split(args.eval_split or DEFAULT_EVAL_SPLIT, seed=args.seed)
+    _quiet_transformers()
+    device = resolve_device(args.device)
+    _set_threads(device)
+    model = RewardModel.from_backbone(args.backbone, max_length=args.max_length, seed=args.seed).to(device)
+    trainer = BradleyTerryTrainer(model, cfg, log=None if args.quiet else _err)
+    if trainer.parameter_share:
+        s = trainer.parameter_share
+        _err(f"LoRA r={cfg.lora_rank} alpha={cfg.lora_alpha}: {s['trainable']:,} of {s['total']:,} "
+             f"parameters trainable ({100 * s['share']:.2f}%)")
+    result = trainer.train(train, eval_data)
+    # Robustness is always reported, so runs with and without --adversarial compare directly.
+    result["eval_adversarial"] = evaluate(model, eval_data, adversarial=adv)
+    result["data"] = {
+        "train": {"path": str(args.train), "sha256": sha256_file(args.train), "pairs": len(train)},
+        "eval": {"path": str(args.eval or args.train), "sha256": sha256_file(args.eval or args.train),
+                 "pairs": len(eval_data), "split": None if args.eval else args.eval_split or DEFAULT_EVAL_SPLIT},
+    }
+    _check_new_output(out, "model directory")
+    with atomic_directory(out) as tmp:
+        model.save(tmp, metrics=result)
+    ev, adv_ev = result["eval"], result["eval_adversarial"]
+    summary = {
+        "out": str(out),
+        "eval_accuracy": ev["accuracy"],
+        "eval_adversarial_accuracy": adv_ev["adversarial_accuracy"],
+        "eval_pairs": ev["n"],
+        "train_accuracy": result["train"]["accuracy"],
+        "steps": result["steps"],
+        "stopped_early": result["stopped_early"],
+        "pairs_per_second": result["pairs_per_second"],
+        "trainable_share": result["trainable_parameters"]["share"],
+    }
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"saved reward model to {out}: eval accuracy {ev['accuracy']:.4f} on {ev['n']} pairs "
+              f"(under PGD eps={adv.epsilon:g}, {adv.steps} steps: "
+              f"{adv_ev['adversarial_accuracy']:.4f}); {result['pairs_per_second']:.1f} pairs/s")
+    return 0
+
+
+# -- reward-model eval ----------------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rlseek.models.loader import resolve_device
+    from rlseek.reward_models.adversarial import AdversarialConfig
+    from rlseek.reward_models.data import PreferenceDataset
+    from rlseek.reward_models.model import RewardModel
+    from rlseek.reward_models.trainer import evaluate
+
+    try:
+        adv = AdversarialConfig(args.adv_epsilon, args.adv_steps) if args.adversarial else None
+    except ValueError as exc:
+        raise RlseekError(str(exc)) from None
+    _quiet_transformers()
+    model = RewardModel.load(args.model, device=resolve_device(args.device))
+    data = PreferenceDataset.from_jsonl(args.data)
+    if data.duplicates:
+        _err("warning: " + data.duplicate_report())
+    result = evaluate(model, data, adversarial=adv)
+    if args.json:
+        _print_json(result)
+    else:
+        for k, v in result.items():
+            print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+    return 0
+
+
+# -- prefs synth / label --------------------------------------------------------------------
+def cmd_synth(args: argparse.Namespace) -> int:
+    from rlseek.models.loader import resolve_device
+    from rlseek.reward_models.data import PreferenceDataset
+    from rlseek.reward_models.synth import get_task, synthesize
+    from rlseek.rewards import import_reward_modules
+    from rlseek.runs import atomic_write_text
+
+    out = Path(args.out)
+    _check_new_output(out, "output file", args.force)
+    get_task(args.task)
+    import_reward_modules(args.imports or [])
+    _quiet_transformers()
+    device = resolve_device(args.device)
+    _set_threads(device)
+    pairs, stats = synthesize(
+        args.task, args.n, noise=args.noise, seed=args.seed, policy=args.policy,
+        temperature=args.temperature, heldout=args.heldout, device=device,
+        log=None if args.quiet else _err,
+    )
+    atomic_write_text(out, PreferenceDataset(pairs).to_jsonl())
+    stats["out"] = str(out)
+    if args.json:
+        _print_json(stats)
+    else:
+        print(f"wrote {stats['n']} pairs to {out}; annotator agreement with its noiseless "
+              f"preference {stats['agreement']:.4f} (tau={stats['temperature']:g}, "
+              f"noise={stats['noise']:g}, {stats['skipped_ties']} tied pairs skipped)")
+    return 0
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from rlseek.reward_models.data import PreferenceDataset
+    from rlseek.reward_models.label import label_pairs, read_candidates
+    from rlseek.runs import atomic_write_text
+
+    out = Path(args.out)
+    _check_new_output(out, "output file", args.force)
+    candidates = read_candidates(args.input)
+    pairs = label_pairs(candidates, sys.stdin, sys.stdout.write, seed=args.seed)
+    if not pairs:
+        print("no pairs labelled; nothing written")
+        return 0
+    atomic_write_text(out, PreferenceDataset(pairs).to_jsonl())
+    print(f"wrote {len(pairs)} labelled pairs to {out}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------
+def _group_help(parser: argparse.ArgumentParser) -> Any:
+    def show(_args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    return show
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add ``reward-model`` and ``prefs`` to the ``rlseek`` parser."""
+    rm = subparsers.add_parser("reward-model", help="train and evaluate Bradley–Terry reward models")
+    rm.set_defaults(func=_group_help(rm))
+    rsub = rm.add_subparsers(dest="rm_command", parser_class=type(rm))
+
+    s = rsub.add_parser("train", help="train a reward model on preference pairs (JSONL)")
+    s.add_argument("--train", required=True, metavar="F", help="training pairs (JSONL, TRL format)")
+    ev = s.add_mutually_exclusive_group()
+    ev.add_argument("--eval", metavar="F", help="evaluation pairs (JSONL)")
+    ev.add_argument("--eval-split", type=float, metavar="X",
+                    help=f"hold out this fraction of --train for evaluation (default {DEFAULT_EVAL_SPLIT})")
+    s.add_argument("--backbone", default="rlseek/tiny-lm", metavar="P",
+                   help="transformers model folder (default: the bundled rlseek/tiny-lm)")
+    s.add_argument("--epochs", type=int, default=3)
+    s.add_argument("--batch-size", type=int, default=16, help="pairs per optimizer step")
+    s.add_argument("--lr", type=float, help="learning rate (default 1e-4, with --lora 1e-3)")
+    s.add_argument("--max-length", type=int, default=512, help="most tokens scored per text")
+    s.add_argument("--center-rewards", type=float, default=0.0, metavar="C",
+                   help="coefficient of the reward-centering term C·(r_c + r_r)² (0 = off)")
+    s.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0 = per epoch)")
+    s.add_argument("--patience", type=int, default=2,
+                   help="stop after this many evaluations without better accuracy (0 = never)")
+    s.add_argument("--lora", action="store_true", help="train LoRA adapters instead of the whole backbone")
+    s.add_argument("--lora-rank", type=int, default=8)
+    s.add_argument("--lora-alpha", type=int, default=16)
+    s.add_argument("--adversarial", action="store_true",
+                   help="also train on PGD-perturbed input embeddings")
+    s.add_argument("--adv-epsilon", type=float, default=0.1,
+                   help="L-inf radius, in units of the embedding matrix's RMS entry")
+    s.add_argument("--adv-steps", type=int, default=5)
+    s.add_argument("--adv-weight", type=float, default=1.0, help="weight of the perturbed-pair loss")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda")
+    s.add_argument("--out", required=True, metavar="DIR", help="new model directory (must not exist)")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.add_argument("--quiet", action="store_true", help="no per-evaluation progress lines")
+    s.set_defaults(func=cmd_train)
+
+    s = rsub.add_parser("eval", help="accuracy of a reward model on preference pairs")
+    s.add_argument("--model", required=True, metavar="DIR")
+    s.add_argument("--data", required=True, metavar="F")
+    s.add_argument("--adversarial", action="store_true", help="also report accuracy under PGD")
+    s.add_argument("--adv-epsilon", type=float, default=0.1)
+    s.add_argument("--adv-steps", type=int, default=5)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_eval)
+
+    pr = subparsers.add_parser("prefs", help="collect preference pairs (synthesized or by hand)")
+    pr.set_defaults(func=_group_help(pr))
+    psub = pr.add_subparsers(dest="prefs_command", parser_class=type(pr))
+
+    s = psub.add_parser("synth", help="sample completion pairs and label them with a scripted annotator")
+    s.add_argument("--task", required=True, metavar="ENV_ID", help="e.g. rlseek/Reviews-v0")
+    s.add_argument("--n", type=int, required=True, help="number of pairs")
+    s.add_argument("--noise", type=float, default=0.1, help="probability of flipping a label")
+    s.add_argument("--temperature", type=float, help="annotator temperature tau (score units)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--policy", default="rlseek/tiny-lm", help="causal LM writing the completions")
+    s.add_argument("--heldout", action="store_true", help="use the task's held-out prompts")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--import", dest="imports", action="append", metavar="MODULE")
+    s.add_argument("--out", required=True, metavar="F")
+    s.add_argument("--force", action="store_true", help="replace an existing output file")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_synth)
+
+    s = psub.add_parser("label", help="label candidate pairs by hand in the terminal")
+    s.add_argument("--in", dest="input", required=True, metavar="F")
+    s.add_argument("--out", required=True, metavar="G")
+    s.add_argument("--seed", type=int, default=0, help="seed of the order in which sides are shown")
+    s.add_argument("--force", action="store_true", help="replace an existing output file")
+    s.set_defaults(func=cmd_label)
