@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,25 @@ class ExperimentConfig:
         """Fingerprint of the resolved config (key order independent)."""
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, but ``1e-5`` and ``3E+4`` read as floats (as in YAML 1.2).
+
+    PyYAML follows YAML 1.1, where a float needs a dot, so ``learning_rate: 3e-4`` would
+    otherwise arrive as the *string* "3e-4" — the most common way to write a learning rate.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
 
 
 _SECTIONS = {"env": EnvSection, "agent": AgentSection, "run": RunSection}
@@ -191,7 +211,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str 
         if not all(parts):
             raise ConfigError(f"{source} '{item}': empty component in key '{key}'")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = _yaml_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         node = out
@@ -216,7 +236,7 @@ def read_yaml(path: str | Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {p}: {exc}") from None
     try:
-        return yaml.safe_load(text)
+        return _yaml_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
