@@ -160,9 +160,7 @@ def _build_section(cls: type, data: Any, name: str, src: str) -> Any:
 
 
 def _validate_reward(env: EnvSection, src: str) -> None:
-    if env.reward is None:
-        return
-    for term, w in env.reward.items():
+    for term, w in (env.reward or {}).items():
         if isinstance(w, bool) or not isinstance(w, (int, float)):
             raise ConfigError(f"{src}: field 'env.reward.{term}' must be a number, got {w!r}")
         if w != w or w in (float("inf"), float("-inf")):
