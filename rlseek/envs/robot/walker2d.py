@@ -1,0 +1,82 @@
+"""rlseek/Walker2d-v0: Gymnasium's Walker2d-v5 with a weighted, pluggable reward."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv as Walker2dV5
+
+from rlseek.envs.robot.locomotion import LocomotionMixin
+from rlseek.envs.robot.specs import default_reward
+
+
+class Walker2dEnv(LocomotionMixin, Walker2dV5):
+    """
+    ## Description
+    A two-legged planar robot must walk forward as fast as it can without falling. This is
+    Gymnasium's `Walker2d-v5` (same model, dynamics, observation, termination and episode
+    length) with the reward computed by rlseek's weighted reward registry.
+
+    ## Action Space
+    `Box(-1, 1, (6,), float32)`: torques at the right and left thigh, leg and foot hinges,
+    in N·m.
+
+    ## Observation Space
+    `Box(-inf, inf, (17,), float64)`, as in Walker2d-v5: the joint positions without the
+    torso's x (8: torso z in m, torso angle and six joint angles in rad) and the 9 joint
+    velocities (m/s, rad/s), clipped to [−10, 10]. With
+    `exclude_current_positions_from_observation=False` the torso's x comes first (18).
+
+    ## Rewards
+    `reward = Σ wᵢ·rᵢ` over the terms in `reward=` (see `rlseek rewards`):
+
+    | term | value | unit | default weight |
+    |---|---|---|---|
+    | `forward` | torso forward velocity Δx / dt (dt = 0.008 s) | m/s | 1.0 |
+    | `healthy` | 1 while healthy, else 0 | per step | 1.0 |
+    | `control` | −Σ aᵢ² | (normalized torque)² | 0.001 |
+
+    At the default weights the reward equals Walker2d-v5's (`forward_reward_weight=1`,
+    `healthy_reward=1`, `ctrl_cost_weight=1e-3`). Every step's `info` carries
+    `reward_forward`, `reward_healthy`, `reward_control` (unweighted) and `reward_total`, plus
+    `x_position`, `x_velocity`, `z_distance_from_origin` and `is_healthy`.
+
+    ## Starting State
+    As in Walker2d-v5: the initial pose with positions and velocities perturbed uniformly in
+    [−`reset_noise_scale`, `reset_noise_scale`] (default 0.005).
+
+    ## Episode End
+    Terminated when the walker is unhealthy and `terminate_when_unhealthy=True` (default):
+    torso z outside `healthy_z_range` (0.8, 2.0) m or torso angle outside
+    `healthy_angle_range` (−1, 1) rad. Truncated after 1000 steps (`max_episode_steps`).
+
+    ## Arguments
+    | argument | default | meaning |
+    |---|---|---|
+    | `reward` | `None` | term → weight; `None` = the defaults above. Replaces the defaults entirely. |
+    | `reward_params` | `None` | term → keyword params of that term |
+    | `normalize_reward` | `False` | standardize each term with running statistics before weighting |
+    | other kwargs | | passed to Walker2d-v5 (`terminate_when_unhealthy`, `healthy_z_range`, `reset_noise_scale`, ...) |
+
+    Walker2d-v5's `forward_reward_weight` / `healthy_reward` / `ctrl_cost_weight` are
+    rejected: set weights with `reward={"forward": ..., "healthy": ..., "control": ...}`.
+
+    ## Version History
+    * v0: Walker2d-v5 dynamics; reward from the weighted registry (equal to v5's at default
+      weights); `info` reports `reward_<term>`, `reward_total` and `is_healthy` instead of
+      v5's `reward_forward` / `reward_ctrl` / `reward_survive`.
+    """
+
+    env_id: ClassVar[str] = "rlseek/Walker2d-v0"
+    default_reward: ClassVar[dict[str, float]] = default_reward(env_id)
+    provides: ClassVar[frozenset[str]] = frozenset({"x_velocity", "is_healthy"})
+
+    def __init__(
+        self,
+        reward: Mapping[str, float] | None = None,
+        reward_params: Mapping[str, Mapping[str, Any]] | None = None,
+        normalize_reward: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self._init_locomotion(Walker2dV5, reward, reward_params, normalize_reward, kwargs)
