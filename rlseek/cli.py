@@ -109,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise RlseekError(f"{args.out} has no complete checkpoint to resume from; start a new run instead")
         import_reward_modules(run.config.imports)
         agent = get_agent_class(run.config.agent.algo)(run.config)
-        run.append_command()
+        run.append_command(_command(args))
         summary = agent.train(run, resume=True, progress=_progress(args))
     else:
         config = load_config(args.config, args.set or [])
@@ -123,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = agent.resolve_config(config)
         agent.config = config
         out = Path(args.out) if args.out else _default_out(config)
-        run = Run.create(out, config)
+        run = Run.create(out, config, command=_command(args))
         try:
             summary = agent.train(run, resume=False, progress=_progress(args))
         except RlseekError:
@@ -141,6 +141,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             line += f", success rate {ev['success_rate']:.3f}"
         print(line)
     return 0
+
+
+def _command(args: argparse.Namespace) -> list[str]:
+    # The argv main() was given (not sys.argv): main([...]) may be called from Python.
+    return ["rlseek", *getattr(args, "argv", sys.argv[1:])]
 
 
 def _default_out(config: Any) -> Path:
@@ -245,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     if args.version:
         return cmd_version(args)
     if not getattr(args, "func", None):
