@@ -117,8 +117,6 @@ class LmPpoConfig:
     normalization, so the unit is standard deviations of the score)."""
 
     # -- evaluation / misc --------------------------------------------------------------------
-    eval_prompts: int = 500
-    """Held-out prompts scored by the evaluation at the start and end of training."""
     eval_temperature: float = 0.0
     """0: greedy evaluation; > 0: sampled at that temperature."""
     eval_samples: int = 1
@@ -164,7 +162,7 @@ class LmPpoConfig:
                 raise bad(name, " or ".join(repr(a) for a in allowed))
         positive = ("temperature", "kl_target", "kl_horizon", "ent_target", "learning_rate",
                     "ppo_epochs", "num_minibatches", "clip_range", "clip_range_value",
-                    "max_grad_norm", "reward_clip", "eval_prompts", "eval_samples", "lora_r",
+                    "max_grad_norm", "reward_clip", "eval_samples", "lora_r",
                     "lora_alpha", "log_every", "ent_coef_max")
         for name in positive:
             if not getattr(self, name) > 0:

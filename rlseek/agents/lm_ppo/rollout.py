@@ -60,6 +60,17 @@ class Rollout:
         return int(self.response_mask.sum().item())
 
 
+def _cache_kwarg() -> str:
+    """The keyword under which this transformers version passes the KV cache (``cache``
+    since 5.x, ``past_key_values`` before)."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+CACHE_KWARG = _cache_kwarg()
+
+
 def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).clamp_min(0)
 
@@ -121,7 +132,7 @@ def generate_rollout(
     t1 = time.perf_counter()
     out = lm(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=_positions(prompt_mask),
              use_cache=True, logits_to_keep=1)
-    cache, logits = out.past_key_values, out.logits[:, -1]
+    cache, logits = getattr(out, CACHE_KWARG), out.logits[:, -1]
     next_pos = prompt_mask.sum(1, keepdim=True)  # position of the next real token per row
     attn = prompt_mask
     t_model = time.perf_counter() - t1
@@ -153,9 +164,9 @@ def generate_rollout(
             break
         t1 = time.perf_counter()
         attn = torch.cat([attn, m], dim=1)
-        out = lm(input_ids=tok, attention_mask=attn, position_ids=next_pos, past_key_values=cache,
-                 use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1]
+        out = lm(input_ids=tok, attention_mask=attn, position_ids=next_pos, use_cache=True,
+                 **{CACHE_KWARG: cache})
+        cache, logits = getattr(out, CACHE_KWARG), out.logits[:, -1]
         next_pos = next_pos + m
         t_model += time.perf_counter() - t1
 

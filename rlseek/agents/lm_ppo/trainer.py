@@ -171,7 +171,7 @@ class PPOTrainer:
                                  ("losses/entropy", ent), ("losses/approx_kl", pstats["approx_kl"]),
                                  ("losses/clipfrac", pstats["clipfrac"]), ("losses/value_clipfrac", vclip),
                                  ("losses/grad_norm", grad_norm), ("losses/loss", loss)):
-                    sums.setdefault(key, []).append(float(val))
+                    sums.setdefault(key, []).append(float(val.detach()))
             if stopped:
                 break
         stats = {k: float(np.mean(v)) for k, v in sums.items()}

@@ -1,0 +1,340 @@
+"""The ``lm-ppo`` agent: PPO for online RLHF of a causal LM on rlseek's text environments.
+
+Budget (``run`` section):
+
+* ``total_steps`` counts **completions** (episodes) used for training. One PPO iteration
+  rolls out ``n_envs`` prompts (one episode of the vector env), so a run makes
+  ``ceil(total_steps / n_envs)`` iterations. ``eval_every`` and ``checkpoint_every`` are in
+  completions too.
+* ``eval_episodes`` is the number of held-out prompts scored before training (the base
+  model) and after it (the final policy), and by ``rlseek eval``.
+
+Files: checkpoints hold ``policy/`` (``save_pretrained``: the full model, or the LoRA adapter
+only), ``value_head.safetensors``, ``optimizer.pt`` and ``rng.pt`` (tensors only, read back
+with ``torch.load(weights_only=True)``) and the JSON state (iteration, β, α, score
+statistics, the base evaluation). ``final/`` is the trained policy — merged with its adapter
+when LoRA was used — with its tokenizer, so ``AutoModelForCausalLM.from_pretrained(RUN/final)``
+loads it, plus ``value_head.safetensors``.
+
+Evaluation (``rlseek eval RUN``) scores held-out prompts, or every prompt of
+``env.kwargs.prompts_file`` when one is set, greedily by default
+(``agent.params.eval_temperature`` > 0 samples ``eval_samples`` completions per prompt).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlseek.agents.base import Agent, register_agent
+from rlseek.agents.lm_ppo.config import LmPpoConfig
+from rlseek.agents.lm_ppo.evaluation import evaluate_prompts
+from rlseek.agents.lm_ppo.model import build_policy
+from rlseek.agents.lm_ppo.rollout import generate_rollout
+from rlseek.agents.lm_ppo.trainer import PPOTrainer, autocast
+from rlseek.config import ExperimentConfig
+from rlseek.errors import RlseekError
+from rlseek.runs import Run
+
+EVAL_SEED_OFFSET = 10_000
+"""Held-out prompts and sampled evaluation are seeded with run.seed + this."""
+
+
+def _device(name: str) -> torch.device:
+    from rlseek.models.loader import resolve_device
+
+    dev = resolve_device(name)
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        raise RlseekError(f"run.device is '{name}' but no CUDA device is available; use cpu or auto")
+    return torch.device(dev)
+
+
+@register_agent("lm-ppo")
+class LmPpoAgent(Agent):
+    """PPO-RLHF with a KL penalty to a frozen reference and an entropy bonus."""
+
+    env_kind = "text"
+
+    # -- config ------------------------------------------------------------------------------
+    def resolve_config(self, config: ExperimentConfig) -> ExperimentConfig:
+        """Validate ``agent.params``, fill in every default and the env's reward weights."""
+        cfg = LmPpoConfig.from_params(config.agent.params)
+        env = self._make_env(config, 1)
+        try:
+            weights = dict(env.reward_fn.weights)
+        finally:
+            env.close()
+        return dataclasses.replace(
+            config,
+            agent=dataclasses.replace(config.agent, params=cfg.to_dict()),
+            env=dataclasses.replace(config.env, reward=weights),
+        )
+
+    @staticmethod
+    def _make_env(config: ExperimentConfig, n: int) -> Any:
+        from rlseek.envs.factory import check_env_id, env_make_kwargs
+        from rlseek.envs.text import make_text_vector_env
+
+        check_env_id(config.env.id)
+        try:
+            return make_text_vector_env(config.env.id, n, **env_make_kwargs(config.env))
+        except TypeError as exc:
+            raise RlseekError(f"env '{config.env.id}': bad env.kwargs: {exc}") from None
+
+    # -- model loading -----------------------------------------------------------------------
+    @staticmethod
+    def _load_lm(path: str, device: torch.device, env: Any) -> Any:
+        from rlseek.models.loader import load_causal_lm
+
+        lm, tok = load_causal_lm(path, device=str(device))
+        if lm.get_input_embeddings().num_embeddings < len(env.tokenizer) or (
+            tok.eos_token_id != env.eos_token_id or tok.pad_token_id != env.pad_token_id
+        ):
+            raise RlseekError(
+                f"model '{path}' does not share the env's tokenizer (eos/pad/vocab differ); "
+                "the env tokenizes with its own tokenizer, so use a model trained with it"
+            )
+        return lm
+
+    # -- training ----------------------------------------------------------------------------
+    def train(self, run: Run, *, resume: bool = False, progress: bool = False) -> dict[str, Any]:
+        from torch.utils.tensorboard import SummaryWriter
+
+        rc = run.config.run
+        cfg = LmPpoConfig.from_params(run.config.agent.params)
+        device = _device(rc.device)
+        torch.manual_seed(rc.seed)
+        env = self._make_env(run.config, rc.n_envs)
+        lm = self._load_lm(cfg.model, device, env)
+        policy, reference = build_policy(lm, cfg)
+        policy.to(device)
+        trainer = PPOTrainer(policy, reference, cfg, device)
+        sample_gen = torch.Generator(device=device).manual_seed(rc.seed)
+        trainer.shuffle_gen.manual_seed(rc.seed + 1)
+        counts = policy.parameter_counts()
+        iterations = math.ceil(rc.total_steps / rc.n_envs)
+        start, history, base_eval = 0, [], None
+        if resume:
+            ckpt = run.latest_checkpoint()
+            if ckpt is None:
+                raise RlseekError(f"{run.path} has no checkpoint to resume from")
+            self._load_checkpoint(ckpt.path, policy, trainer, sample_gen, device)
+            trainer.load_state_dict(ckpt.state["trainer"])
+            start, history, base_eval = ckpt.state["iteration"], ckpt.state["history"], ckpt.state["base_eval"]
+        if base_eval is None:
+            base_eval = self._eval(policy.lm, run.config, cfg, device)
+        writer = SummaryWriter(str(run.tb_dir))
+        bar = _progress_bar(progress, iterations, start)
+        t_start, tokens = time.perf_counter(), 0
+        try:
+            for it in range(start, iterations):
+                t0 = time.perf_counter()
+                with autocast(device, cfg.dtype):
+                    ro = generate_rollout(policy.lm, env, temperature=cfg.temperature, top_k=cfg.top_k,
+                                          generator=sample_gen, device=device,
+                                          seed=rc.seed * 1_000_003 + it)
+                t1 = time.perf_counter()
+                stats = trainer.step(ro)
+                t2 = time.perf_counter()
+                tokens += ro.n_tokens
+                stats.update(self._rollout_stats(ro, t1 - t0, t2 - t1))
+                done = (it + 1) * rc.n_envs
+                if (it + 1) % cfg.log_every == 0 or it + 1 == iterations:
+                    for k, v in stats.items():
+                        writer.add_scalar(k, v, done)
+                history.append({"iteration": it + 1, "completions": done, **{
+                    k: stats[k] for k in ("reward/total", "charts/kl_ref", "charts/kl_coef",
+                                          "charts/entropy", "charts/ent_coef", "charts/eos_rate")}})
+                if _crossed(done, rc.n_envs, rc.eval_every) and it + 1 < iterations:
+                    mid = self._eval(policy.lm, run.config, cfg, device)
+                    for k in ("mean_return", "success_rate", "exact_match", "positive_fraction", "distinct_2"):
+                        if mid.get(k) is not None:
+                            writer.add_scalar(f"eval/{k}", mid[k], done)
+                if _crossed(done, rc.n_envs, rc.checkpoint_every) or it + 1 == iterations:
+                    self._save_checkpoint(run, done, policy, trainer, sample_gen, {
+                        "iteration": it + 1, "completions": done, "history": history,
+                        "base_eval": base_eval, "trainer": trainer.state_dict()})
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(reward=f"{stats['reward/total']:.3f}", kl=f"{stats['charts/kl_ref']:.2f}")
+        finally:
+            if bar is not None:
+                bar.close()
+            env.close()
+        wall = time.perf_counter() - t_start
+        self._save_final(run, policy, env.tokenizer)
+        final_eval = self.evaluate(run)
+        for k in ("mean_return", "success_rate", "exact_match", "positive_fraction", "distinct_2"):
+            if final_eval.get(k) is not None:
+                writer.add_scalar(f"eval/{k}", final_eval[k], iterations * rc.n_envs)
+        writer.close()
+        return self._summary(history, base_eval, final_eval, counts, cfg, iterations, rc.n_envs,
+                             wall, tokens, resumed_from=start if resume else None)
+
+    @staticmethod
+    def _rollout_stats(ro: Any, t_gen: float, t_train: float) -> dict[str, float]:
+        lengths = ro.lengths
+        stats = {"reward/total": float(np.mean(ro.scores)),
+                 "charts/response_length": float(lengths.mean()),
+                 "charts/eos_rate": float(np.mean(ro.eos)),
+                 "charts/rollout_tokens_per_second": ro.n_tokens / max(t_gen, 1e-9),
+                 "charts/train_tokens_per_second": ro.n_tokens / max(t_train, 1e-9),
+                 "charts/time_rollout": t_gen, "charts/time_train": t_train,
+                 "charts/time_env": ro.timings.get("env", 0.0)}
+        for term, values in ro.terms.items():
+            finite = values[np.isfinite(values)]
+            stats[f"reward/{term}"] = float(finite.mean()) if finite.size else float("nan")
+        if ro.success is not None:
+            stats["charts/success_rate"] = float(np.mean(ro.success))
+        return stats
+
+    @staticmethod
+    def _summary(history: list[dict[str, Any]], base: dict[str, Any], final: dict[str, Any],
+                 counts: dict[str, Any], cfg: LmPpoConfig, iterations: int, n_envs: int,
+                 wall: float, tokens: int, resumed_from: int | None) -> dict[str, Any]:
+        last = history[-1] if history else {}
+        tail = history[-5:]
+
+        def pick(ev: dict[str, Any], key: str) -> Any:
+            return ev.get(key) if ev else None
+
+        return {
+            "algo": "lm-ppo",
+            "iterations": iterations,
+            "completions": iterations * n_envs,
+            "base_accuracy": pick(base, "exact_match"),
+            "final_accuracy": pick(final, "exact_match"),
+            "base_positive_fraction": pick(base, "positive_fraction"),
+            "final_positive_fraction": pick(final, "positive_fraction"),
+            "base_distinct_2": pick(base, "distinct_2"),
+            "final_distinct_2": pick(final, "distinct_2"),
+            "final_kl": last.get("charts/kl_ref"),
+            "final_kl_last5_mean": float(np.mean([h["charts/kl_ref"] for h in tail])) if tail else None,
+            "kl_target": cfg.kl_target if cfg.kl_control == "adaptive" else None,
+            "final_kl_coef": last.get("charts/kl_coef"),
+            "final_entropy": last.get("charts/entropy"),
+            "final_ent_coef": last.get("charts/ent_coef"),
+            "final_eos_rate": last.get("charts/eos_rate"),
+            "lora": cfg.lora,
+            **counts,
+            "train_wall_seconds": wall,
+            "train_tokens": tokens,
+            "resumed_from_iteration": resumed_from,
+            "base_eval": base,
+            "eval": final,
+            "history": history,
+        }
+
+    # -- evaluation --------------------------------------------------------------------------
+    def _eval(self, lm: Any, config: ExperimentConfig, cfg: LmPpoConfig, device: torch.device,
+              episodes: int | None = None) -> dict[str, Any]:
+        from rlseek.envs.text import heldout_prompts
+
+        rc = config.run
+        n = episodes or rc.eval_episodes
+        prompts_file = config.env.kwargs.get("prompts_file")
+        if prompts_file:
+            from rlseek.envs.text import read_prompts_file
+
+            prompts, answers = read_prompts_file(prompts_file)
+        else:
+            prompts, answers = heldout_prompts(config.env.id, n=n, seed=rc.seed + EVAL_SEED_OFFSET)
+        with autocast(device, cfg.dtype):
+            return evaluate_prompts(lm, lambda k: self._make_env(config, k), prompts, answers,
+                                    batch_size=max(rc.n_envs, 64), temperature=cfg.eval_temperature,
+                                    samples=cfg.eval_samples, seed=rc.seed + EVAL_SEED_OFFSET,
+                                    device=device)
+
+    def evaluate(self, run: Run, *, episodes: int | None = None) -> dict[str, Any]:
+        """Score the run's final policy (or its newest checkpoint) on held-out prompts, or on
+        ``env.kwargs.prompts_file``; see the module docstring."""
+        cfg = LmPpoConfig.from_params(self.config.agent.params)
+        device = _device(self.config.run.device)
+        env = self._make_env(self.config, 1)
+        env.close()
+        if (run.final_dir / "config.json").is_file():
+            lm = self._load_lm(str(run.final_dir), device, env)
+            source = "final"
+        else:
+            ckpt = run.latest_checkpoint()
+            if ckpt is None:
+                raise RlseekError(f"{run.path} has neither final/ nor a checkpoint to evaluate")
+            lm = self._load_lm(cfg.model, device, env)
+            policy, _ = build_policy(lm, cfg)
+            self._load_policy_weights(ckpt.path, policy, device)
+            lm, source = policy.lm, ckpt.path.name
+        result = self._eval(lm, self.config, cfg, device, episodes)
+        result["policy"] = source
+        return result
+
+    # -- files -------------------------------------------------------------------------------
+    @staticmethod
+    def _save_checkpoint(run: Run, step: int, policy: Any, trainer: PPOTrainer,
+                         sample_gen: torch.Generator, state: dict[str, Any]) -> None:
+        from safetensors.torch import save_file
+
+        def write(folder: Path) -> None:
+            policy.lm.save_pretrained(folder / "policy")
+            save_file(policy.value_head.state_dict(), str(folder / "value_head.safetensors"))
+            torch.save(trainer.optimizer.state_dict(), folder / "optimizer.pt")
+            torch.save({"sample": sample_gen.get_state(), "shuffle": trainer.shuffle_gen.get_state(),
+                        "torch": torch.get_rng_state()}, folder / "rng.pt")
+
+        run.save_checkpoint(step, write, state)
+
+    @staticmethod
+    def _load_policy_weights(folder: Path, policy: Any, device: torch.device) -> None:
+        from safetensors.torch import load_file
+
+        if policy.lora:
+            from peft import set_peft_model_state_dict
+            from peft.utils import load_peft_weights
+
+            set_peft_model_state_dict(policy.lm, load_peft_weights(str(folder / "policy"), device=str(device)))
+        else:
+            from transformers import AutoModelForCausalLM
+
+            saved = AutoModelForCausalLM.from_pretrained(str(folder / "policy"))
+            policy.lm.load_state_dict(saved.state_dict())
+        policy.value_head.load_state_dict(load_file(str(folder / "value_head.safetensors"), device=str(device)))
+
+    def _load_checkpoint(self, folder: Path, policy: Any, trainer: PPOTrainer,
+                         sample_gen: torch.Generator, device: torch.device) -> None:
+        self._load_policy_weights(folder, policy, device)
+        trainer.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True,
+                                                     map_location=device))
+        rng = torch.load(folder / "rng.pt", weights_only=True)
+        sample_gen.set_state(rng["sample"])
+        trainer.shuffle_gen.set_state(rng["shuffle"])
+        torch.set_rng_state(rng["torch"])
+
+    @staticmethod
+    def _save_final(run: Run, policy: Any, tokenizer: Any) -> None:
+        from safetensors.torch import save_file
+
+        from rlseek.runs import atomic_directory
+
+        lm = policy.lm.merge_and_unload() if policy.lora else policy.lm
+        with atomic_directory(run.final_dir) as tmp:
+            lm.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            save_file(policy.value_head.state_dict(), str(tmp / "value_head.safetensors"))
+
+
+def _crossed(done: int, per_iter: int, every: int) -> bool:
+    """True when the completion count passed a multiple of ``every`` in the last iteration."""
+    return every > 0 and done // every > (done - per_iter) // every
+
+
+def _progress_bar(enabled: bool, total: int, start: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, unit="it", desc="lm-ppo")
