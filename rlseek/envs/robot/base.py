@@ -90,8 +90,11 @@ class WeightedRewardMixin:
         info["reward_total"] = total
         return total
 
-    # Pickling: the native classes pickle through EzPickle (constructor arguments, rebuilt on
-    # load). The reward's running normalization statistics are state, so they travel too.
+    # Pickling: the native classes pickle through EzPickle: the copy is rebuilt from the
+    # constructor arguments (current curriculum level included), so it starts from a fresh
+    # simulation and should be reset (with a seed, to replay an episode) before stepping, as
+    # with Gymnasium's own MuJoCo envs. The reward's running normalization statistics are
+    # state, so they travel too.
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["_rlseek_reward_state"] = self.reward_fn.state_dict()

@@ -7,11 +7,19 @@ registers its own env ids with Gymnasium).
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium.utils import EzPickle
+
+# gymnasium-robotics prints a notice about its Adroit hand envs to stderr on import; it does not
+# concern these tasks, and stderr is where rlseek's own one-line errors go.
+with contextlib.redirect_stderr(io.StringIO()):
+    import gymnasium_robotics  # noqa: F401
+
 from gymnasium_robotics.envs.fetch.push import MujocoFetchPushEnv as FetchPushV4
 from gymnasium_robotics.envs.fetch.reach import MujocoFetchReachEnv as FetchReachV4
 
