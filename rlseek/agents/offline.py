@@ -1,0 +1,185 @@
+"""Offline agents for ``rlseek train``: ``bcq`` (d3rlpy BCQ) and ``bc`` (behaviour cloning).
+
+Config::
+
+    env:   {id: rlseek/Reacher-v0}            # evaluation env; must match the dataset's spaces
+    agent: {algo: bcq, params: {dataset: data/reacher-medium-replay.h5, batch_size: 100}}
+    run:   {total_steps: 5000, seed: 0, device: auto, eval_every: 1000, eval_episodes: 10,
+            checkpoint_every: 1000}
+
+``run.total_steps`` counts *gradient steps* (there is no env interaction while training).
+``agent.params`` holds ``dataset`` (an HDF5 file from ``rlseek offline collect``) and any number
+or flag field of d3rlpy's config (``BCQConfig``: ``action_flexibility`` φ = 0.05, ``lam`` λ = 0.75,
+``n_action_samples`` 100, learning rates, ``batch_size``, ``gamma`` ...); discrete-action datasets
+use ``DiscreteBCQConfig`` / ``DiscreteBCConfig``.
+
+Checkpoints and ``final/`` hold the config as JSON and the weights via ``torch.save``, read back
+with ``torch.load(weights_only=True)`` (d3rlpy's own ``save`` pickles; rlseek never calls it).
+Load them only from run directories rlseek wrote. Evaluation uses rlseek's seeded evaluator
+(reset seeds ``10000 + i``), reporting per-episode returns, the normalized score against the
+dataset's reference returns and the success rate where the env reports one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from rlseek.agents.base import Agent, register_agent
+from rlseek.errors import ConfigError, RlseekError
+from rlseek.runs import Run
+
+EVAL_SEED = 10_000
+
+
+class _TBAdapter:
+    """d3rlpy logger adapter writing losses at the run's global gradient step (resume-safe)."""
+
+    def __init__(self, writer: Any, offset: int) -> None:
+        self.writer, self.offset = writer, offset
+
+    def write_params(self, params: dict[str, Any]) -> None: ...
+    def before_write_metric(self, epoch: int, step: int) -> None: ...
+
+    def write_metric(self, epoch: int, step: int, name: str, value: float) -> None:
+        self.writer.add_scalar(f"{'time' if name.startswith('time_') else 'loss'}/{name}", value, self.offset + step)
+
+    def after_write_metric(self, epoch: int, step: int) -> None:
+        self.writer.flush()
+
+    def save_model(self, epoch: int, algo: Any) -> None: ...
+    def close(self) -> None: ...
+    def watch_model(self, epoch: int, step: int) -> None: ...
+
+
+class _TBFactory:
+    def __init__(self, writer: Any, offset: int) -> None:
+        self.writer, self.offset = writer, offset
+
+    def create(self, algo: Any, experiment_name: str, n_steps_per_epoch: int) -> _TBAdapter:
+        return _TBAdapter(self.writer, self.offset)
+
+
+class OfflineAgent(Agent):
+    """Shared training/evaluation of the d3rlpy agents (see the module docstring)."""
+
+    env_kind: ClassVar[str] = "offline"
+    d3_name: ClassVar[str] = ""
+
+    def _split_params(self) -> tuple[Path, dict[str, Any]]:
+        params = dict(self.config.agent.params)
+        path = params.pop("dataset", None)
+        if not path or not isinstance(path, str):
+            raise ConfigError(f"{self.config.source}: field 'agent.params.dataset' must name an offline dataset (.h5)")
+        return Path(path), params
+
+    def _load(self) -> tuple[Any, Any, dict[str, Any]]:
+        from rlseek.envs.factory import make_env
+        from rlseek.offline.dataset import read_dataset
+
+        path, params = self._split_params()
+        ds = read_dataset(path)
+        env = make_env(self.config.env)
+        ds.check_env(env, source=str(path))
+        return ds, env, params
+
+    def train(self, run: Run, *, resume: bool = False, progress: bool = False) -> dict[str, Any]:
+        import d3rlpy
+        from tensorboardX import SummaryWriter
+
+        from rlseek.offline.algos import load_algo, make_algo, save_algo
+
+        ds, env, params = self._load()
+        path, _ = self._split_params()
+        digest = run.add_fingerprint("dataset", path)
+        cfg = self.config.run
+        start = 0
+        if resume:
+            cp = run.latest_checkpoint()
+            assert cp is not None
+            if cp.state.get("dataset_sha256") not in (None, digest):
+                raise RlseekError(f"{path} changed since the run started (sha256 differs); resume needs the same dataset")
+            algo, _doc = load_algo(cp.path, device=cfg.device)
+            start = cp.step
+        else:
+            d3rlpy.seed(cfg.seed)
+            algo = make_algo(self.d3_name, ds.discrete, params, device=cfg.device,
+                             source=f"{self.config.source}: agent.params")
+        buffer = ds.to_d3rlpy()
+        interval = max(1, min(cfg.eval_every, cfg.checkpoint_every, cfg.total_steps))
+        writer = SummaryWriter(logdir=str(run.tb_dir))
+        evals: list[dict[str, Any]] = []
+        step, t0 = start, time.perf_counter()
+        try:
+            while step < cfg.total_steps:
+                n = min(interval, cfg.total_steps - step)
+                for _ in algo.fitter(buffer, n_steps=n, n_steps_per_epoch=n, experiment_name="d3rlpy",
+                                     with_timestamp=False, logger_adapter=_TBFactory(writer, step),
+                                     show_progress=progress):
+                    pass
+                step += n
+                if step % cfg.eval_every == 0 or step == cfg.total_steps:
+                    ev = self._evaluate(algo, ds, env, cfg.eval_episodes)
+                    evals.append({"step": step, **{k: ev[k] for k in ("mean_return", "normalized_score", "success_rate")}})
+                    for k in ("mean_return", "normalized_score", "success_rate"):
+                        if ev[k] is not None:
+                            writer.add_scalar(f"eval/{k}", ev[k], step)
+                if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
+                    run.save_checkpoint(step, lambda d: save_algo(algo, d), {"dataset_sha256": digest})
+        finally:
+            writer.close()
+        run.final_dir.mkdir(exist_ok=True)
+        save_algo(algo, run.final_dir, {"algo": self.algo, "dataset_sha256": digest, "reference": ds.metadata.get("reference")})
+        final = self._evaluate(algo, ds, env, cfg.eval_episodes)
+        env.close()
+        return {"algo": self.algo, "gradient_steps": step, "train_seconds": time.perf_counter() - t0,
+                "dataset": {"path": str(path), "sha256": digest, "kind": ds.metadata.get("kind")},
+                "evals": evals, "eval": final}
+
+    def _evaluate(self, algo: Any, ds: Any, env: Any, episodes: int) -> dict[str, Any]:
+        import torch
+
+        from rlseek.evaluation import evaluate_episodes
+        from rlseek.offline.algos import policy_fn
+
+        torch.manual_seed(EVAL_SEED)  # BCQ samples candidate actions; same seed, same evaluation
+        res = evaluate_episodes(env, policy_fn(algo, ds.discrete), episodes, seed=EVAL_SEED)
+        out = res.summary()
+        norm = ds.normalized(res.returns)
+        out["normalized_score"] = float(np.mean(norm)) if norm is not None else None
+        out["normalized_returns"] = [float(x) for x in norm] if norm is not None else None
+        return out
+
+    def evaluate(self, run: Run, *, episodes: int | None = None) -> dict[str, Any]:
+        from rlseek.offline.algos import load_algo
+
+        folder = run.final_dir
+        if not (folder / "d3rlpy_config.json").is_file():
+            cp = run.latest_checkpoint()
+            if cp is None:
+                raise RlseekError(f"{run.path} has neither final/ nor a checkpoint to evaluate")
+            folder = cp.path
+        ds, env, _ = self._load()
+        algo, _ = load_algo(folder, device=self.config.run.device)
+        result = self._evaluate(algo, ds, env, episodes or self.config.run.eval_episodes)
+        env.close()
+        return result
+
+
+@register_agent("bcq")
+class BCQAgent(OfflineAgent):
+    """Batch-Constrained Q-learning (Fujimoto et al. 2019) through d3rlpy: a VAE models the
+    data's actions, a perturbation network (φ = 0.05) adjusts them, twin critics (λ = 0.75)
+    pick the best of 100 sampled candidates."""
+
+    d3_name = "bcq"
+
+
+@register_agent("bc")
+class BCAgent(OfflineAgent):
+    """Behaviour cloning through d3rlpy: regress the data's actions (MSE) or classify them."""
+
+    d3_name = "bc"
