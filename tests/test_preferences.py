@@ -7,13 +7,15 @@ import json
 
 import numpy as np
 import pytest
-from test_reward_model_fixtures import sentiment_pairs, write_jsonl
+from test_reward_model_fixtures import build_tiny_backbone, sentiment_pairs, write_jsonl
 
 from rlseek.cli import main
+from rlseek.envs.text.split import is_heldout
 from rlseek.errors import DataError, RlseekError
 from rlseek.reward_models.data import PreferenceDataset, shared_prefix
 from rlseek.reward_models.label import label_pairs, read_candidates
 from rlseek.reward_models.synth import ScriptedAnnotator, get_task
+from rlseek.rewards import TextBatch, register_reward
 
 
 def test_explicit_and_implicit_formats_give_the_same_texts(tmp_path):
@@ -143,3 +145,44 @@ def test_label_stops_at_end_of_input_and_rejects_bad_candidates(tmp_path, monkey
     out2 = tmp_path / "o2.jsonl"
     assert main(["prefs", "label", "--in", str(bad), "--out", str(out2)]) == 2
     assert "line 1: missing field 'b'" in capsys.readouterr().err and not out2.exists()
+
+
+@register_reward("test_completion_chars", kind="text")
+def _completion_chars(batch: TextBatch, *, scale: float = 1.0) -> np.ndarray:
+    """Completion length in characters (a score that rarely ties, for testing the annotator)."""
+    return np.array([scale * len(c) for c in batch.completions], dtype=float)
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    return str(build_tiny_backbone(tmp_path_factory.mktemp("policy") / "gpt2", positions=256))
+
+
+def _synth(policy, out, *extra):
+    return main(["prefs", "synth", "--task", "rlseek/Reviews-v0", "--n", "24", "--policy", policy,
+                 "--score-term", "test_completion_chars", "--temperature", "0.01", "--device", "cpu",
+                 "--out", str(out), "--json", "--quiet", *extra])
+
+
+def test_synth_labels_pairs_by_the_score_term(policy, tmp_path, capsys):
+    out = tmp_path / "p.jsonl"
+    assert _synth(policy, out, "--noise", "0", "--seed", "3") == 0
+    stats = json.loads(capsys.readouterr().out)
+    ds = PreferenceDataset.from_jsonl(out)
+    assert len(ds) == stats["n"] == 24 and stats["agreement"] == 1.0
+    assert all(len(p.chosen) > len(p.rejected) for p in ds)  # tau is tiny: always the longer one
+    assert all(p.meta["score_chosen"] == len(p.chosen) for p in ds)
+    assert not any(is_heldout("reviews", p.prompt) for p in ds)
+    again = tmp_path / "again.jsonl"
+    assert _synth(policy, again, "--noise", "0", "--seed", "3") == 0
+    assert again.read_text() == out.read_text()  # seeded
+
+
+def test_synth_noise_and_heldout_prompts(policy, tmp_path, capsys):
+    out = tmp_path / "p.jsonl"
+    assert _synth(policy, out, "--noise", "0.5", "--seed", "4", "--heldout") == 0
+    stats = json.loads(capsys.readouterr().out)
+    ds = PreferenceDataset.from_jsonl(out)
+    assert all(is_heldout("reviews", p.prompt) for p in ds)
+    flipped = sum(len(p.chosen) < len(p.rejected) for p in ds)
+    assert 3 <= flipped <= 21 and stats["agreement"] == pytest.approx(1 - flipped / 24)

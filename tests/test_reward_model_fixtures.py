@@ -15,7 +15,7 @@ NEGATIVE = ["awful", "terrible", "bad", "poor", "broken", "disappointing"]
 ITEMS = ["lamp", "kettle", "chair", "mouse", "tent", "blender", "toaster", "jacket"]
 
 
-def build_tiny_backbone(path: Path, eos: bool = True) -> Path:
+def build_tiny_backbone(path: Path, eos: bool = True, positions: int = 64) -> Path:
     """Write a random 2-layer GPT-2 and its tokenizer to ``path`` (a transformers model folder)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
@@ -30,7 +30,7 @@ def build_tiny_backbone(path: Path, eos: bool = True) -> Path:
     tok.train_from_iterator(corpus, trainer)
     kw = {"eos_token": "<eos>"} if eos else {}
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", **kw)
-    cfg = GPT2Config(vocab_size=fast.vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=2,
+    cfg = GPT2Config(vocab_size=fast.vocab_size, n_positions=positions, n_embd=32, n_layer=2, n_head=2,
                      pad_token_id=fast.pad_token_id,
                      eos_token_id=fast.eos_token_id if eos else None)
     import torch

@@ -169,7 +169,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     _set_threads(device)
     pairs, stats = synthesize(
         args.task, args.n, noise=args.noise, seed=args.seed, policy=args.policy,
-        temperature=args.temperature, heldout=args.heldout, device=device,
+        temperature=args.temperature, heldout=args.heldout, score_term=args.score_term, device=device,
         log=None if args.quiet else _err,
     )
     atomic_write_text(out, PreferenceDataset(pairs).to_jsonl())
@@ -267,6 +267,8 @@ def register_cli(subparsers: Any) -> None:
     s.add_argument("--n", type=int, required=True, help="number of pairs")
     s.add_argument("--noise", type=float, default=0.1, help="probability of flipping a label")
     s.add_argument("--temperature", type=float, help="annotator temperature tau (score units)")
+    s.add_argument("--score-term", metavar="NAME",
+                   help="text reward term the annotator scores by (default: the task's, e.g. sentiment)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--policy", default="rlseek/tiny-lm", help="causal LM writing the completions")
     s.add_argument("--heldout", action="store_true", help="use the task's held-out prompts")

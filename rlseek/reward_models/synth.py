@@ -135,11 +135,16 @@ def synthesize(
     policy: str = "rlseek/tiny-lm",
     temperature: float | None = None,
     heldout: bool = False,
+    score_term: str | None = None,
+    score_params: dict[str, Any] | None = None,
     device: str = "cpu",
     prompts_per_batch: int = 64,
     log: Callable[[str], None] | None = None,
 ) -> tuple[list[PreferencePair], dict[str, Any]]:
     """``n`` labelled pairs for ``env_id`` and the annotator's figures.
+
+    ``score_term`` replaces the task's score (any registered text term, e.g. one of a user
+    module); its params are ``score_params``. ``temperature`` is then in that term's units.
 
     Each pair keeps, besides prompt/chosen/rejected, the annotator's ``score_chosen``,
     ``score_rejected`` and ``agrees`` (label equals the noiseless preference). The figures:
@@ -153,7 +158,9 @@ def synthesize(
     if n < 1:
         raise RlseekError(f"--n must be >= 1, got {n}")
     task = get_task(env_id)
-    term = get_reward(task.score_term, "text")
+    term_name = score_term or task.score_term
+    term = get_reward(term_name, "text")
+    params = dict(task.score_params if score_term is None else {}, **(score_params or {}))
     tau = float(temperature if temperature is not None else task.temperature)
     rng = np.random.default_rng(seed)
     annotator = ScriptedAnnotator(tau, noise, np.random.default_rng([seed, 1]))
@@ -166,7 +173,7 @@ def synthesize(
         if attempts > 20 * n + 10 * prompts_per_batch:
             raise RlseekError(
                 f"after {attempts} prompts only {len(pairs)} of {n} pairs had distinct scores; "
-                f"the policy's completions tie on '{task.score_term}' too often"
+                f"the policy's completions tie on '{term_name}' too often"
             )
         drawn = [task.prompts(rng, heldout) for _ in range(prompts_per_batch)]
         attempts += len(drawn)
@@ -181,7 +188,7 @@ def synthesize(
             eos=np.array([e for _, e in rows]),
             info=[{"task": task.task} for _ in rows],
         )
-        scores = np.asarray(term.fn(batch, **task.score_params), dtype=np.float64)
+        scores = np.asarray(term.fn(batch, **params), dtype=np.float64)
         for i, prompt in enumerate(prompts):
             a, b = texts[2 * i], texts[2 * i + 1]
             s_a, s_b = scores[2 * i], scores[2 * i + 1]
@@ -203,7 +210,7 @@ def synthesize(
         "task": env_id,
         "n": len(pairs),
         "prompts": "heldout" if heldout else "train",
-        "score_term": task.score_term,
+        "score_term": term_name,
         "temperature": tau,
         "noise": float(noise),
         "seed": int(seed),
