@@ -52,6 +52,11 @@ def _lockstep(env_id: str, native_id: str, seeds=(0, 1, 2), steps=150, **kwargs)
                 assert _same_obs(ours.reset()[0], native.reset()[0])
 
 
+def test_episode_lengths_match_native() -> None:
+    for env_id, native_id in NATIVE.items():
+        assert gym.spec(env_id).max_episode_steps == gym.spec(native_id).max_episode_steps
+
+
 @pytest.mark.parametrize("env_id", ROBOT_IDS)
 def test_default_weights_reproduce_native_reward(env_id: str) -> None:
     n_steps = terminal_steps = 0
