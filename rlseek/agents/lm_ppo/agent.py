@@ -46,6 +46,14 @@ EVAL_SEED_OFFSET = 10_000
 """Held-out prompts and sampled evaluation are seeded with run.seed + this."""
 
 
+def _quiet_transformers() -> None:
+    """No per-file progress bars from transformers while loading and saving checkpoints
+    (dozens per run); rlseek's own progress bar says where training is."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _device(name: str) -> torch.device:
     from rlseek.models.loader import resolve_device
 
@@ -78,12 +86,16 @@ class LmPpoAgent(Agent):
 
     @staticmethod
     def _make_env(config: ExperimentConfig, n: int) -> Any:
+        """The text vector env of ``n`` rows; it tokenizes with the policy model's tokenizer
+        (``agent.params.model``) unless ``env.kwargs.model`` names another."""
         from rlseek.envs.factory import check_env_id, env_make_kwargs
         from rlseek.envs.text import make_text_vector_env
 
         check_env_id(config.env.id)
+        kwargs = env_make_kwargs(config.env)
+        kwargs.setdefault("model", config.agent.params.get("model", LmPpoConfig.model))
         try:
-            return make_text_vector_env(config.env.id, n, **env_make_kwargs(config.env))
+            return make_text_vector_env(config.env.id, n, **kwargs)
         except TypeError as exc:
             raise RlseekError(f"env '{config.env.id}': bad env.kwargs: {exc}") from None
 
@@ -109,6 +121,7 @@ class LmPpoAgent(Agent):
         rc = run.config.run
         cfg = LmPpoConfig.from_params(run.config.agent.params)
         device = _device(rc.device)
+        _quiet_transformers()
         torch.manual_seed(rc.seed)
         env = self._make_env(run.config, rc.n_envs)
         lm = self._load_lm(cfg.model, device, env)
@@ -234,28 +247,34 @@ class LmPpoAgent(Agent):
     # -- evaluation --------------------------------------------------------------------------
     def _eval(self, lm: Any, config: ExperimentConfig, cfg: LmPpoConfig, device: torch.device,
               episodes: int | None = None) -> dict[str, Any]:
-        from rlseek.envs.text import heldout_prompts
+        """Held-out prompts (``episodes`` or run.eval_episodes of them), or every prompt of
+        ``env.kwargs.prompts_file`` when one is set."""
+        from rlseek.envs.text import get_task, heldout_prompts, load_prompts_file
 
         rc = config.run
-        n = episodes or rc.eval_episodes
+        task = get_task(config.env.id)
         prompts_file = config.env.kwargs.get("prompts_file")
         if prompts_file:
-            from rlseek.envs.text import read_prompts_file
-
-            prompts, answers = read_prompts_file(prompts_file)
+            records = load_prompts_file(prompts_file, require_answer=task.requires_answer)
+            prompts, answers = [p for p, _ in records], [a for _, a in records]
         else:
-            prompts, answers = heldout_prompts(config.env.id, n=n, seed=rc.seed + EVAL_SEED_OFFSET)
+            held = heldout_prompts(config.env.id, n=episodes or rc.eval_episodes,
+                                   seed=rc.seed + EVAL_SEED_OFFSET, level=config.env.kwargs.get("level"))
+            prompts, answers = held["prompts"], held["answers"]
         with autocast(device, cfg.dtype):
-            return evaluate_prompts(lm, lambda k: self._make_env(config, k), prompts, answers,
-                                    batch_size=max(rc.n_envs, 64), temperature=cfg.eval_temperature,
-                                    samples=cfg.eval_samples, seed=rc.seed + EVAL_SEED_OFFSET,
-                                    device=device)
+            result = evaluate_prompts(lm, lambda k: self._make_env(config, k), prompts, answers,
+                                      task=task.name, batch_size=max(rc.n_envs, 64),
+                                      temperature=cfg.eval_temperature, samples=cfg.eval_samples,
+                                      seed=rc.seed + EVAL_SEED_OFFSET, device=device)
+        result["prompts"] = str(prompts_file) if prompts_file else "held-out"
+        return result
 
     def evaluate(self, run: Run, *, episodes: int | None = None) -> dict[str, Any]:
         """Score the run's final policy (or its newest checkpoint) on held-out prompts, or on
         ``env.kwargs.prompts_file``; see the module docstring."""
         cfg = LmPpoConfig.from_params(self.config.agent.params)
         device = _device(self.config.run.device)
+        _quiet_transformers()
         env = self._make_env(self.config, 1)
         env.close()
         if (run.final_dir / "config.json").is_file():

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlseek.agents.lm_ppo.rollout import generate_rollout
+from rlseek.agents.lm_ppo.rollout import Rollout, generate_rollout
 
 
 def evaluate_prompts(
@@ -26,6 +26,7 @@ def evaluate_prompts(
     prompts: Sequence[str],
     answers: Sequence[Any] | None,
     *,
+    task: str,
     batch_size: int,
     temperature: float = 0.0,
     samples: int = 1,
@@ -38,6 +39,7 @@ def evaluate_prompts(
     Args:
         make_env: ``n -> vector env with n rows``; called once per batch size needed.
         prompts, answers: the prompts to score, with reference answers (or None).
+        task: the env's task name ("arithmetic", "reviews"), which decides the headline figure.
         batch_size: rows per generation batch.
         temperature: 0 for greedy decoding, else sampling temperature.
         samples: completions per prompt when sampling (greedy always uses 1).
@@ -50,12 +52,7 @@ def evaluate_prompts(
     prompts, answers = prompts * samples, answers * samples
     gen = torch.Generator(device=torch.device(device)).manual_seed(seed)
     envs: dict[int, Any] = {}
-    totals: list[np.ndarray] = []
-    terms: dict[str, list[np.ndarray]] = {}
-    success: list[np.ndarray] = []
-    eos: list[np.ndarray] = []
-    lengths: list[np.ndarray] = []
-    completions: list[str] = []
+    rollouts = []
     try:
         for start in range(0, len(prompts), batch_size):
             chunk_p = prompts[start:start + batch_size]
@@ -63,53 +60,55 @@ def evaluate_prompts(
             n = len(chunk_p)
             if n not in envs:
                 envs[n] = make_env(n)
-            ro = generate_rollout(lm, envs[n], temperature=temperature, generator=gen, device=device,
-                                  options={"prompts": chunk_p, "answers": chunk_a})
-            totals.append(ro.scores)
-            for k, v in ro.terms.items():
-                terms.setdefault(k, []).append(v)
-            if ro.success is not None:
-                success.append(ro.success)
-            eos.append(ro.eos)
-            lengths.append(ro.lengths)
-            completions.extend(ro.completions)
+            rollouts.append(generate_rollout(lm, envs[n], temperature=temperature, generator=gen,
+                                             device=device,
+                                             options={"prompts": chunk_p, "answers": chunk_a}))
     finally:
         for env in envs.values():
             env.close()
-    return summarize(prompts, answers, completions, np.concatenate(totals),
-                     {k: np.concatenate(v) for k, v in terms.items()},
-                     np.concatenate(success) if success else None, np.concatenate(eos),
-                     np.concatenate(lengths), temperature=temperature, samples=samples,
+    return summarize(rollouts, task=task, temperature=temperature, samples=samples,
                      keep_examples=keep_examples)
 
 
-def summarize(prompts: list[str], answers: list[Any], completions: list[str], totals: np.ndarray,
-              terms: dict[str, np.ndarray], success: np.ndarray | None, eos: np.ndarray,
-              lengths: np.ndarray, *, temperature: float, samples: int,
+def summarize(rollouts: Sequence[Rollout], *, task: str, temperature: float, samples: int,
               keep_examples: int = 5) -> dict[str, Any]:
-    """The evaluation figures: mean return, success rate, exact match, term means, EOS rate,
-    response length, distinct-2 (words, over all completions) and positive fraction."""
-    from rlseek.rewards.text import distinct_n
+    """The evaluation figures, defined as :mod:`rlseek.envs.text.baseline` defines them:
 
-    def nanmean(x: np.ndarray) -> float | None:
-        x = np.asarray(x, dtype=np.float64)
-        return float(np.nanmean(x)) if x.size and np.isfinite(x).any() else None
+    * ``exact_match`` (arithmetic): share of completions that are exactly the answer
+      (the env's ``is_success``);
+    * ``positive_fraction`` (reviews): share of completions whose lexicon sentiment is > 0;
+    * ``distinct_2``: distinct-2 over the token ids of all completions together, EOS excluded;
+    * ``mean_return`` (the WeightedReward total), ``terms`` (each term's raw mean),
+      ``success_rate``, ``eos_rate``, ``mean_length`` (tokens, EOS included).
+    """
+    from rlseek.rewards.text import distinct_n, positive_fraction, sentiment_score
 
+    def cat(get: Callable[[Rollout], Any]) -> np.ndarray:
+        return np.concatenate([np.asarray(get(r), dtype=np.float64) for r in rollouts])
+
+    completions = [c for r in rollouts for c in r.completions]
+    bodies = [ids[:-1] if e else ids for r in rollouts for ids, e in zip(r.completion_ids, r.eos)]
+    term_names = list(rollouts[0].terms) if rollouts else []
+    terms = {k: cat(lambda r, k=k: r.terms[k]) for k in term_names}
+    success = cat(lambda r: r.success) if rollouts and rollouts[0].success is not None else None
     out: dict[str, Any] = {
         "episodes": len(completions),
         "decoding": "greedy" if temperature <= 0 else f"sampled (temperature {temperature}, {samples} per prompt)",
-        "mean_return": float(np.mean(totals)) if len(totals) else None,
-        "success_rate": float(np.mean(success)) if success is not None and len(success) else None,
-        "terms": {k: nanmean(v) for k, v in terms.items()},
-        "eos_rate": float(np.mean(eos)) if len(eos) else None,
-        "mean_length": float(np.mean(lengths)) if len(lengths) else None,
-        "distinct_2": distinct_n(completions, 2),
+        "mean_return": float(cat(lambda r: r.scores).mean()),
+        "success_rate": float(success.mean()) if success is not None else None,
+        "terms": {k: float(np.nanmean(v)) if np.isfinite(v).any() else None for k, v in terms.items()},
+        "eos_rate": float(cat(lambda r: r.eos).mean()),
+        "mean_length": float(cat(lambda r: r.lengths).mean()),
+        "distinct_2": distinct_n(bodies, 2),
     }
-    if any(a is not None for a in answers):
-        hits = [c.strip() == str(a).strip() for c, a in zip(completions, answers) if a is not None]
-        out["exact_match"] = float(np.mean(hits))
-    if "sentiment" in terms:
-        out["positive_fraction"] = float(np.mean(np.asarray(terms["sentiment"]) > 0))
+    if task == "arithmetic" and success is not None:
+        out["exact_match"] = float(success.mean())
+    elif task == "reviews":
+        scores = [sentiment_score(c) for c in completions]
+        out["positive_fraction"] = positive_fraction(scores)
+        out["mean_sentiment"] = float(np.mean(scores)) if scores else None
+    prompts = [p for r in rollouts for p in r.prompts]
+    answers = [a for r in rollouts for a in r.answers]
     out["examples"] = [
         {"prompt": p, "completion": c, **({"answer": a} if a is not None else {})}
         for p, c, a in list(zip(prompts, completions, answers))[:keep_examples]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlseek.agents.lm_ppo.core import sample_tokens
+from rlseek.agents.lm_ppo.core import sample_tokens, tempered_logits
 
 
 @dataclass
@@ -42,10 +42,14 @@ class Rollout:
     eos: np.ndarray
     terms: dict[str, np.ndarray]
     completions: list[str]
+    completion_ids: list[list[int]]
     prompts: list[str]
     answers: list[Any]
     success: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    logprobs: torch.Tensor | None = None
+    """(B, T) tempered log-probs of the chosen tokens from the cached forward, only with
+    ``record_logprobs=True`` (a diagnostic: PPO uses the teacher-forced recomputation)."""
 
     def __len__(self) -> int:
         return int(self.prompt_ids.shape[0])
@@ -75,21 +79,24 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
-def _merge_final_info(final: dict[str, Any], info: dict[str, Any], newly_done: np.ndarray) -> None:
-    """Collect per-row end-of-episode info.
+def _merge_final_info(final: dict[str, Any], info: dict[str, Any]) -> None:
+    """Collect per-row end-of-episode info (arrays or lists of length B).
 
-    Works both when the env reports every row's final values in one step (arrays of length
-    B) and, Gymnasium-style, when a key ``k`` comes with a boolean ``_k`` row mask.
+    rlseek's text vector env reports every row's final values in one step; a Gymnasium-style
+    env that reports rows as they finish marks them with a boolean ``_key`` array, honoured
+    here so both kinds work.
     """
     for key, value in info.items():
         if key.startswith("_"):
             continue
-        rows = info.get(f"_{key}", newly_done)
-        if isinstance(value, np.ndarray) and value.ndim >= 1:
+        rows = info.get(f"_{key}")
+        if rows is None:
+            final[key] = value
+        elif isinstance(value, np.ndarray) and value.ndim >= 1:
             if key not in final:
-                final[key] = np.empty(value.shape, dtype=object if value.dtype == object else value.dtype)
+                final[key] = np.zeros(value.shape, dtype=value.dtype)
             final[key][rows] = value[rows]
-        elif isinstance(value, list) and len(value) == len(newly_done):
+        elif isinstance(value, list):
             slot = final.setdefault(key, [None] * len(value))
             for i in np.flatnonzero(rows):
                 slot[i] = value[i]
@@ -106,6 +113,7 @@ def generate_rollout(
     device: torch.device | str = "cpu",
     seed: int | None = None,
     options: dict[str, Any] | None = None,
+    record_logprobs: bool = False,
 ) -> Rollout:
     """Run one episode of ``env`` (a rlseek text vector env) with ``lm`` choosing tokens.
 
@@ -118,6 +126,7 @@ def generate_rollout(
         generator: torch RNG for sampling (on ``device``), for reproducible rollouts.
         seed, options: passed to ``env.reset`` (``options={"prompts", "answers"}`` scores
             given prompts).
+        record_logprobs: also keep the cached forward's log-probs of the chosen tokens.
     """
     device = torch.device(device)
     t0 = time.perf_counter()
@@ -139,12 +148,16 @@ def generate_rollout(
 
     tokens: list[torch.Tensor] = []
     masks: list[torch.Tensor] = []
+    step_logprobs: list[torch.Tensor] = []
     returns = np.zeros(B, dtype=np.float64)
     done = np.zeros(B, dtype=bool)
     final: dict[str, Any] = {}
     while True:
         t1 = time.perf_counter()
         action = sample_tokens(logits, temperature, top_k, generator)
+        if record_logprobs:
+            tempered = tempered_logits(logits, temperature if temperature > 0 else 1.0)
+            step_logprobs.append(torch.log_softmax(tempered, -1).gather(-1, action[:, None]))
         action_np = action.cpu().numpy()
         t_model += time.perf_counter() - t1
 
@@ -152,10 +165,9 @@ def generate_rollout(
         obs, reward, terminated, truncated, info = env.step(action_np)
         t_env += time.perf_counter() - t1
         returns += np.asarray(reward, dtype=np.float64)
-        newly_done = (np.asarray(terminated) | np.asarray(truncated)) & ~done
-        done |= newly_done
-        if newly_done.any() or "completions" in info:
-            _merge_final_info(final, info, newly_done)
+        done |= np.asarray(terminated) | np.asarray(truncated)
+        if info:
+            _merge_final_info(final, info)
         tok = torch.as_tensor(obs["input_ids"], dtype=torch.long, device=device).reshape(B, 1)
         m = torch.as_tensor(obs["attention_mask"], dtype=torch.long, device=device).reshape(B, 1)
         tokens.append(tok)
@@ -180,9 +192,11 @@ def generate_rollout(
     eos = np.asarray(final.get("eos", np.zeros(B)), dtype=bool)
     success = np.asarray(final["is_success"], dtype=np.float64) if "is_success" in final else None
     completions = [str(c) for c in final.get("completions", [""] * B)]
+    completion_ids = [list(map(int, x)) for x in final.get("completion_ids", [[] for _ in range(B)])]
     return Rollout(
         prompt_ids=prompt_ids, prompt_mask=prompt_mask, response_ids=response_ids,
         response_mask=response_mask, scores=returns, eos=eos, terms=terms,
-        completions=completions, prompts=prompts, answers=answers, success=success,
+        completions=completions, completion_ids=completion_ids, prompts=prompts, answers=answers, success=success,
         timings={"generate": t_model, "env": t_env},
+        logprobs=torch.cat(step_logprobs, 1) * response_mask if record_logprobs else None,
     )
