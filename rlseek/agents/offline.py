@@ -63,6 +63,11 @@ class _TBFactory:
         return _TBAdapter(self.writer, self.offset)
 
 
+def _next_multiple(step: int, every: int) -> int:
+    every = max(1, every)
+    return (step // every + 1) * every
+
+
 class OfflineAgent(Agent):
     """Shared training/evaluation of the d3rlpy agents (see the module docstring)."""
 
@@ -109,13 +114,14 @@ class OfflineAgent(Agent):
             algo = make_algo(self.d3_name, ds.discrete, params, device=cfg.device,
                              source=f"{self.config.source}: agent.params")
         buffer = ds.to_d3rlpy()
-        interval = max(1, min(cfg.eval_every, cfg.checkpoint_every, cfg.total_steps))
         writer = SummaryWriter(logdir=str(run.tb_dir))
         evals: list[dict[str, Any]] = []
         step, t0 = start, time.perf_counter()
         try:
             while step < cfg.total_steps:
-                n = min(interval, cfg.total_steps - step)
+                # Train up to the next evaluation, checkpoint or the end, whichever comes first.
+                n = min(_next_multiple(step, cfg.eval_every), _next_multiple(step, cfg.checkpoint_every),
+                        cfg.total_steps) - step
                 for _ in algo.fitter(buffer, n_steps=n, n_steps_per_epoch=n, experiment_name="d3rlpy",
                                      with_timestamp=False, logger_adapter=_TBFactory(writer, step),
                                      show_progress=progress):
