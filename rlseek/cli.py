@@ -38,7 +38,7 @@ def _print_json(obj: Any) -> None:
 def _env_rows() -> list[dict[str, Any]]:
     import gymnasium as gym
 
-    from rlseek.envs.registration import ENV_KINDS, rlseek_env_ids
+    from rlseek.envs.registration import ENV_KINDS, ENV_SPECS, rlseek_env_ids
 
     rows = []
     for env_id in rlseek_env_ids():
@@ -51,7 +51,11 @@ def _env_rows() -> list[dict[str, Any]]:
                 cls = getattr(importlib.import_module(mod), name)
             except (ImportError, AttributeError):
                 cls = None
-        weights = dict(getattr(cls, "default_reward", {}) or {})
+        weights = dict(ENV_SPECS[env_id].get("default_reward") or getattr(cls, "default_reward", {}) or {})
+        if not weights and ENV_KINDS[env_id] == "text":
+            from rlseek.envs.text.tasks import ENV_TASKS
+
+            weights = dict(ENV_TASKS[env_id].default_weights)
         doc = (getattr(cls, "__doc__", "") or "").strip().splitlines()
         summary = next((ln.strip("# ").strip() for ln in doc if ln.strip() and not ln.startswith("#")), "")
         rows.append(

@@ -15,6 +15,7 @@ import gymnasium as gym
 _FAMILIES = ("rlseek.envs.robot.specs", "rlseek.envs.text.specs")
 
 ENV_KINDS: dict[str, str] = {}
+ENV_SPECS: dict[str, dict] = {}
 
 
 def register_all() -> None:
@@ -29,6 +30,7 @@ def register_all() -> None:
         for spec in mod.SPECS:
             env_id = spec["id"]
             ENV_KINDS[env_id] = spec["kind"]
+            ENV_SPECS[env_id] = spec
             if env_id in gym.registry:
                 continue
             gym.register(
