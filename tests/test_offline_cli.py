@@ -46,7 +46,7 @@ def _one_error_line(capsys):
 def test_small_comparison_end_to_end(dataset, tmp_path, capsys):
     out = tmp_path / "cmp"
     rc = main(["offline", "compare", "--dataset", str(dataset), "--algos", "bcq,bc", "--seeds", "2",
-               "--steps", "20", "--episodes", "2", "--out", str(out)])
+               "--steps", "10", "--episodes", "2", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "P(BCQ > BC)" in printed
@@ -55,7 +55,7 @@ def test_small_comparison_end_to_end(dataset, tmp_path, capsys):
     assert res["dataset"]["data_sha256"] == ds.metadata["data_sha256"]
     assert [(r["algo"], r["seed"]) for r in res["runs"]] == [("bcq", 0), ("bc", 0), ("bcq", 1), ("bc", 1)]
     for r in res["runs"]:
-        assert r["steps"] == 20 and len(r["returns"]) == 2
+        assert r["steps"] == 10 and len(r["returns"]) == 2
         assert r["score"] == pytest.approx(float(np.mean(ds.normalized(r["returns"]))))
         assert r["success_rate"] is not None  # rlseek/Reacher-v0 reports is_success
     for algo in ("bcq", "bc"):
@@ -72,7 +72,7 @@ def test_small_comparison_end_to_end(dataset, tmp_path, capsys):
     assert (out / "models" / "bcq_seed1" / "d3rlpy_weights.pt").is_file()
     # The same seeds give the same scores: training and evaluation are seeded.
     rc = main(["offline", "compare", "--dataset", str(dataset), "--algos", "bc", "--seeds", "1",
-               "--steps", "20", "--episodes", "2", "--out", str(tmp_path / "again")])
+               "--steps", "10", "--episodes", "2", "--out", str(tmp_path / "again")])
     again = json.loads((tmp_path / "again" / "results.json").read_text())
     assert again["runs"][0]["returns"] == res["runs"][1]["returns"]
 
@@ -162,28 +162,29 @@ def _config(tmp_path, algo, dataset, **run):
 
 def test_train_bcq_checkpoints_evaluates_and_resumes(dataset, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", str(_config(tmp_path, "bcq", dataset)), "--out", str(run)]) == 0
+    cfg = _config(tmp_path, "bcq", dataset, total_steps=10, eval_every=5, checkpoint_every=5)
+    assert main(["train", str(cfg), "--out", str(run)]) == 0
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["gradient_steps"] == 20 and [e["step"] for e in summary["evals"]] == [10, 20]
+    assert summary["gradient_steps"] == 10 and [e["step"] for e in summary["evals"]] == [5, 10]
     assert summary["eval"]["normalized_score"] is not None and summary["eval"]["success_rate"] is not None
     meta = json.loads((run / "meta.json").read_text())
     assert meta["data"]["dataset"]["sha256"] == summary["dataset"]["sha256"]
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000000000010", "step_000000000020"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000000000005", "step_000000000010"]
     assert list((run / "tb").glob("events.out.tfevents.*"))
     capsys.readouterr()
     assert main(["eval", str(run), "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["returns"] == summary["eval"]["returns"]  # same seeds, same weights: same episodes
-    # Interrupted after the first checkpoint: resume continues from step 10 to 20.
+    # Interrupted after the first checkpoint: resume continues from step 5 to 10.
     shutil.rmtree(run / "final")
-    shutil.rmtree(run / "checkpoints" / "step_000000000020")
+    shutil.rmtree(run / "checkpoints" / "step_000000000010")
     (run / "summary.json").unlink()
     meta["status"] = "running"
     (run / "meta.json").write_text(json.dumps(meta))
     assert main(["train", "--resume", "--out", str(run)]) == 0
     resumed = json.loads((run / "summary.json").read_text())
-    assert resumed["gradient_steps"] == 20 and [e["step"] for e in resumed["evals"]] == [20]
-    assert (run / "checkpoints" / "step_000000000020" / "d3rlpy_weights.pt").is_file()
+    assert resumed["gradient_steps"] == 10 and [e["step"] for e in resumed["evals"]] == [10]
+    assert (run / "checkpoints" / "step_000000000010" / "d3rlpy_weights.pt").is_file()
 
 
 def test_train_bad_agent_params(dataset, tmp_path, capsys):
