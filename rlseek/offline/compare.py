@@ -196,8 +196,9 @@ def compare(dataset_path: str | Path, out: str | Path, settings: CompareSettings
         poi = {f"{x}>{y}": statistics.improvement(scores[x], scores[y], reps=s.bootstrap_reps).to_dict()
                for i, x in enumerate(s.algos) for y in s.algos[i + 1:]}
         meta = ds.metadata
-        behaviour_norm = normalized_score(meta.get("behaviour", {}).get("mean_return") or 0.0,
-                                          meta["reference"]["random_return"], meta["reference"]["expert_return"])
+        beh_return = (meta.get("behaviour") or {}).get("mean_return")
+        behaviour_norm = None if beh_return is None else normalized_score(
+            beh_return, meta["reference"]["random_return"], meta["reference"]["expert_return"])
         results = {
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "dataset": {
@@ -205,7 +206,8 @@ def compare(dataset_path: str | Path, out: str | Path, settings: CompareSettings
                 "data_sha256": meta["data_sha256"], "env_id": meta.get("env_id"),
                 "env_version": meta.get("env_version"), "kind": meta.get("kind"),
                 "n_episodes": len(ds.episodes), "n_transitions": ds.n_transitions,
-                "behaviour": meta.get("behaviour"), "behaviour_normalized": float(behaviour_norm) if meta.get("behaviour", {}).get("mean_return") is not None else None,
+                "behaviour": meta.get("behaviour"),
+                "behaviour_normalized": None if behaviour_norm is None else float(behaviour_norm),
                 "reference": meta.get("reference"),
             },
             "settings": {**asdict(s), "eval_seed": EVAL_SEED, "score": "normalized score of the final policy, mean over eval episodes",

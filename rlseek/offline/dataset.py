@@ -250,6 +250,8 @@ def read_dataset(path: str | Path, verify: bool = True) -> OfflineDataset:
         meta = _metadata(h5, path)
         try:
             n = int(h5["num_episodes"][()])
+            if n < 1:
+                raise DataError(f"{path}: the dataset holds no episodes")
             finals = h5["rlseek/final_observations"][()]
             ends = h5["rlseek/episode_end"][()]
             if len(finals) != n or len(ends) != n:
