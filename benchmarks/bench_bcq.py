@@ -74,15 +74,18 @@ def main() -> None:
         print(f"dataset: {ds.n_transitions} transitions of rlseek/Reacher-v0; torch {torch.__version__}, "
               f"{torch.get_num_threads()} CPU threads" + (f", GPU {torch.cuda.get_device_name(0)}" if gpu else ""))
         rows: list[tuple[str, float, float]] = []
+        print(f"{'setting':<26} {'grad steps/s':>13} {'warm-up s':>10}", flush=True)
+
+        def row(name: str, device: str, compiled: bool, warmup: int, steps: int) -> None:
+            algo = name.split()[0]
+            rows.append((name, *steps_per_second(algo, ds, device, compiled, warmup, steps)))
+            print(f"{name:<26} {rows[-1][1]:>13.1f} {rows[-1][2]:>10.1f}", flush=True)
+
         for algo in ["bcq"] + (["bc"] if args.bc else []):
-            rows.append((f"{algo} cpu", *steps_per_second(algo, ds, "cpu", False, args.warmup or 5, cpu_steps)))
+            row(f"{algo} cpu", "cpu", False, args.warmup or 5, cpu_steps)
             if gpu:
-                rows.append((f"{algo} cuda", *steps_per_second(algo, ds, args.device, False, args.warmup or 200, gpu_steps)))
-                rows.append((f"{algo} cuda+compile_graph",
-                             *steps_per_second(algo, ds, args.device, True, args.warmup or 200, gpu_steps)))
-    print(f"{'setting':<26} {'grad steps/s':>13} {'warm-up s':>10}")
-    for name, sps, warm in rows:
-        print(f"{name:<26} {sps:>13.1f} {warm:>10.1f}")
+                row(f"{algo} cuda", args.device, False, args.warmup or 200, gpu_steps)
+                row(f"{algo} cuda+compile_graph", args.device, True, args.warmup or 200, gpu_steps)
     table = {name: sps for name, sps, _ in rows}
     for algo in ("bcq", "bc"):
         if f"{algo} cuda" in table:
