@@ -19,12 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import yaml
 from stable_baselines3 import PPO, SAC, HerReplayBuffer
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from rlseek.agents.sb3_replay import load_replay_buffer, save_replay_buffer
 from rlseek.cli import main
+from rlseek.errors import RlseekError
 from rlseek.runs import Run
 
 TOTAL = 400
@@ -91,7 +95,7 @@ def test_resume_after_sigkill_continues_the_step_count(tmp_path: Path) -> None:
     for ck in run.checkpoints():
         model = SAC.load(ck.path / "model.zip")
         assert model.num_timesteps == ck.step
-        model.load_replay_buffer(ck.path / "replay_buffer.pkl")
+        load_replay_buffer(model.replay_buffer, ck.path / "replay_buffer.npz")
         # Every counted step is in the buffer exactly once: the resumed run neither restarted
         # from 0 nor lost or repeated the transitions before the kill.
         assert model.replay_buffer.size() == ck.step
@@ -153,7 +157,7 @@ def test_resume_sac_her_restores_the_goal_replay_buffer(tmp_path: Path) -> None:
     assert ck is not None and ck.step == 200
     env = DummyVecEnv([lambda: gym.make("rlseek/FetchReach-v0")])
     model = SAC.load(ck.path / "model.zip", env=env)  # a HER model needs its env to load
-    model.load_replay_buffer(ck.path / "replay_buffer.pkl")
+    load_replay_buffer(model.replay_buffer, ck.path / "replay_buffer.npz")
     assert isinstance(model.replay_buffer, HerReplayBuffer)
     assert model.num_timesteps == 200 and model.replay_buffer.size() == 200
     env.close()
@@ -173,3 +177,52 @@ def test_resume_when_only_the_final_evaluation_was_lost(tmp_path: Path) -> None:
     again = json.loads((killed / "summary.json").read_text())
     assert again["total_steps"] == 50 and again["resumed_from_step"] == 50
     assert again["eval"]["returns"] == pytest.approx(first["eval"]["returns"], rel=1e-9)
+
+
+def fill(buffer: Any, n: int, rng: np.random.Generator) -> None:
+    space = buffer.observation_space
+    for _ in range(n):
+        def obs() -> Any:
+            if isinstance(space, gym.spaces.Dict):
+                return {k: rng.normal(size=(buffer.n_envs, *s.shape)).astype(np.float32)
+                        for k, s in space.spaces.items()}
+            return rng.normal(size=(buffer.n_envs, *space.shape)).astype(np.float32)
+
+        buffer.add(obs(), obs(), rng.uniform(-1, 1, (buffer.n_envs, 2)).astype(np.float32),
+                   rng.normal(size=buffer.n_envs), rng.uniform(size=buffer.n_envs) < 0.1,
+                   [{"TimeLimit.truncated": False}] * buffer.n_envs)
+
+
+@pytest.mark.parametrize(
+    ("dict_obs", "n_envs", "steps", "optimize"),
+    [(False, 1, 7, False), (False, 2, 25, False), (True, 2, 5, False), (False, 1, 13, True)],
+)
+def test_replay_buffer_npz_round_trip(tmp_path: Path, dict_obs: bool, n_envs: int, steps: int,
+                                      optimize: bool) -> None:
+    box = gym.spaces.Box(-1, 1, (3,), np.float32)
+    obs_space = gym.spaces.Dict({"observation": box, "desired_goal": box}) if dict_obs else box
+    act_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    cls = DictReplayBuffer if dict_obs else ReplayBuffer
+    kwargs = {"optimize_memory_usage": True, "handle_timeout_termination": False} if optimize else {}
+    # 10 rows: the 25-step case wraps around and leaves a full buffer.
+    src = cls(10, obs_space, act_space, n_envs=n_envs, **kwargs)
+    fill(src, steps, np.random.default_rng(0))
+    save_replay_buffer(src, tmp_path / "rb.npz")
+    if not src.full:  # only filled rows are written
+        assert np.load(tmp_path / "rb.npz")["actions"].shape[0] == src.pos
+    dst = cls(10, obs_space, act_space, n_envs=n_envs, **kwargs)
+    load_replay_buffer(dst, tmp_path / "rb.npz")
+    assert (dst.pos, dst.full, dst.size()) == (src.pos, src.full, src.size())
+    n = src.size()
+    for name in ("observations", "actions", "rewards", "timeouts") + (() if optimize else ("next_observations",)):
+        a, b = getattr(src, name), getattr(dst, name)
+        pairs = [(a[k], b[k]) for k in a] if isinstance(a, dict) else [(a, b)]
+        for x, y in pairs:
+            np.testing.assert_array_equal(x[:n], y[:n])
+    last = (src.pos - 1) % src.buffer_size
+    np.testing.assert_array_equal(np.delete(src.dones, last, 0), np.delete(dst.dones, last, 0))
+    if optimize:  # the unfinished last transition is closed, as SB3 does
+        assert dst.dones[last].all()
+    small = cls(5, obs_space, act_space, n_envs=n_envs, **kwargs)
+    with pytest.raises(RlseekError, match="does not fit"):
+        load_replay_buffer(small, tmp_path / "rb.npz")

@@ -96,7 +96,7 @@ def test_run_directory_holds_checkpoints_final_model_and_summary(sac_run: Path) 
     cps = run.checkpoints()
     assert [c.step for c in cps] == [128, 256]
     for c in cps:
-        assert {p.name for p in c.path.iterdir()} == {"model.zip", "replay_buffer.pkl", "state.json"}
+        assert {p.name for p in c.path.iterdir()} == {"model.zip", "replay_buffer.npz", "state.json"}
         assert SAC.load(c.path / "model.zip").num_timesteps == c.step
     assert cps[-1].state["curve"][0][0] == 128
     assert (sac_run / "final" / "model.zip").is_file()
@@ -232,4 +232,4 @@ def test_sac_her_on_fetchreach(tmp_path: Path) -> None:
     s = json.loads((run / "summary.json").read_text())
     assert s["eval"]["success_rate"] is not None and s["success_curve"][-1][0] == 150
     # The replay buffer of a checkpoint restores as a HER buffer on --resume.
-    assert (Run.open(run).checkpoints()[0].path / "replay_buffer.pkl").is_file()
+    assert (Run.open(run).checkpoints()[0].path / "replay_buffer.npz").is_file()

@@ -18,9 +18,10 @@ finish a rollout), ``n_envs`` with ``vec_env`` dummy|subproc, ``seed``, ``device
 Off-policy agents default ``buffer_size`` to ``min(1e6, total_steps)``: a larger buffer could
 never fill, and the smaller one keeps checkpoints small.
 
-Files: SB3 model zips and replay buffers are pickles. rlseek loads them only from run
-directories it wrote itself (checkpoints/ and final/ of a run with config.yaml and meta.json);
-never point ``rlseek eval`` or ``--resume`` at a run directory from an untrusted source.
+Files: an SB3 model zip holds pickled objects (schedules, spaces). rlseek loads model zips
+only from run directories it wrote itself (checkpoints/ and final/ of a run with config.yaml and
+meta.json); never point ``rlseek eval`` or ``--resume`` at a run directory from an untrusted
+source. Replay buffers are checkpointed as ``.npz`` without pickles (:mod:`rlseek.agents.sb3_replay`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from rlseek.agents.base import Agent, register_agent
 from rlseek.agents.sb3_callbacks import EVAL_SEED_OFFSET, RunCallback, evaluate_model
+from rlseek.agents.sb3_replay import load_replay_buffer, save_replay_buffer
 from rlseek.config import EnvSection, ExperimentConfig, RunSection
 from rlseek.envs.factory import make_env, reward_fn_of
 from rlseek.errors import RlseekError, did_you_mean
@@ -58,7 +60,7 @@ from rlseek.rewards import import_reward_modules
 from rlseek.runs import Run, atomic_directory
 
 MODEL_FILE = "model.zip"
-REPLAY_FILE = "replay_buffer.pkl"
+REPLAY_FILE = "replay_buffer.npz"
 
 # Set by rlseek from the run section (or the agent itself); not accepted in agent.params.
 _RESERVED = {
@@ -274,7 +276,7 @@ class SB3Agent(Agent):
                 raise RlseekError(f"{run.path} has no complete checkpoint to resume from")
             model = self._load_model(ckpt.path / MODEL_FILE, venv, rs.device)
             if self.off_policy and (ckpt.path / REPLAY_FILE).is_file():
-                model.load_replay_buffer(ckpt.path / REPLAY_FILE)
+                load_replay_buffer(model.replay_buffer, ckpt.path / REPLAY_FILE)
             model.set_random_seed(rs.seed + model.num_timesteps)
             state, resumed_from = ckpt.state, ckpt.step
         else:
@@ -284,7 +286,7 @@ class SB3Agent(Agent):
         def save(folder: Path) -> None:
             model.save(Path(folder) / MODEL_FILE)
             if self.off_policy:
-                model.save_replay_buffer(Path(folder) / REPLAY_FILE)
+                save_replay_buffer(model.replay_buffer, Path(folder) / REPLAY_FILE)
 
         cb = RunCallback(
             run, eval_env, save,
