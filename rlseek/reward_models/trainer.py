@@ -249,12 +249,22 @@ class BradleyTerryTrainer:
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()
+        # One pass over the training texts gives both the normalization statistics and the
+        # training metrics.
+        n = len(train)
         scores = model.score([p.chosen_text for p in train] + [p.rejected_text for p in train],
                              batch_size=cfg.eval_batch_size)
         model.info["score_mean"] = float(scores.mean())
         model.info["score_std"] = float(scores.std()) or 1.0
+        margins = np.array([p.margin or 0.0 for p in train])
+        diff = scores[:n] - scores[n:]
+        train_metrics = {
+            "n": n, "accuracy": float(np.mean(diff > 0)), "mean_margin": float(diff.mean()),
+            "reward_mean": float(scores.mean()), "reward_std": float(scores.std()),
+            "loss": float(np.mean(np.logaddexp(0.0, -(diff - margins)))),
+        }
         result: dict[str, Any] = {
-            "train": evaluate(model, train, cfg.eval_batch_size, _tokens=tok_train),
+            "train": train_metrics,
             "eval": evaluate(model, eval_data, cfg.eval_batch_size, _tokens=tok_eval) if tok_eval else None,
             "history": self.history,
             "steps": step,
