@@ -233,3 +233,21 @@ def test_sac_her_on_fetchreach(tmp_path: Path) -> None:
     assert s["eval"]["success_rate"] is not None and s["success_curve"][-1][0] == 150
     # The replay buffer of a checkpoint restores as a HER buffer on --resume.
     assert (Run.open(run).checkpoints()[0].path / "replay_buffer.npz").is_file()
+
+
+def test_subproc_and_dummy_vec_envs_give_the_same_run(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    data = {
+        "env": {"id": "rlseek/Reacher-v0"},
+        "agent": {"algo": "sac", "params": {"learning_starts": 32, "batch_size": 8,
+                                            "policy_kwargs": {"net_arch": [8]}}},
+        "run": {"total_steps": 64, "n_envs": 2, "eval_every": 64, "eval_episodes": 1, "seed": 5},
+    }
+    results = {}
+    for vec in ("dummy", "subproc"):
+        (tmp_path / vec).mkdir()
+        run = train(tmp_path / vec, data, "--set", f"run.vec_env={vec}")
+        results[vec] = json.loads((run / "summary.json").read_text())["eval"]["returns"]
+    assert results["subproc"] == pytest.approx(results["dummy"], rel=1e-9)  # same seeds, same run
+    assert capfd.readouterr().err == ""  # worker processes print nothing either

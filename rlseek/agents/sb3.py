@@ -31,6 +31,7 @@ import copy
 import dataclasses
 import inspect
 import io
+import multiprocessing
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -110,8 +111,13 @@ def _make_vec_env(env: EnvSection, imports: list[str], rs: RunSection) -> VecEnv
         return make_env(env)
 
     fns = [factory] * int(rs.n_envs)
-    venv = SubprocVecEnv(fns) if rs.vec_env == "subproc" else DummyVecEnv(fns)
-    return VecMonitor(venv)
+    if rs.vec_env != "subproc":
+        return VecMonitor(DummyVecEnv(fns))
+    # Workers fork from a server that has imported this module once: they start without
+    # re-importing torch and SB3, and without the gym notice those imports print.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return VecMonitor(SubprocVecEnv(fns, start_method="forkserver"))
 
 
 def _tb_logger(folder: Path) -> Logger:
