@@ -197,6 +197,8 @@ def test_vector_env_reset_options_and_errors() -> None:
         venv.reset(options={"prompts": ["a"]})
     with pytest.raises(ValueError, match="shape"):
         venv.step(np.zeros(3, int))
+    with pytest.raises(ValueError, match="token ids"):
+        venv.step(np.array([0, 1024]))
     with pytest.raises(RlseekError, match="num_envs"):
         make_text_vector_env("rlseek/Reviews-v0", 0)
     with pytest.raises(RlseekError, match="unknown text env"):

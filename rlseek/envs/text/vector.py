@@ -152,6 +152,9 @@ class TextVectorEnv(VectorEnv):
             raise ValueError(f"actions must have shape ({self.num_envs},), got {acts.shape}")
         live = ~self._done
         tokens = np.where(live, acts.astype(np.int64), self.pad_token_id)
+        vocab = self.single_action_space.n
+        if ((tokens < 0) | (tokens >= vocab)).any():
+            raise ValueError(f"actions must be token ids in 0..{vocab - 1}, got {acts.tolist()}")
         rows = np.nonzero(live)[0]
         self._tokens[rows, self._lengths[rows]] = tokens[rows]
         self._lengths[rows] += 1
