@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rlseek.errors import ConfigError, did_you_mean
@@ -125,8 +125,6 @@ class LmPpoConfig:
     """Compute dtype: "float32", "bfloat16" or "float16" (CUDA only)."""
     log_every: int = 1
     """Write TensorBoard scalars every this many iterations."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Free-form notes recorded with the run; not read by the agent."""
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None, where: str = "agent.params") -> LmPpoConfig:
