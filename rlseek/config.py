@@ -60,6 +60,10 @@ class RunSection:
     vec_env: str = "dummy"
     """'dummy' (in-process) or 'subproc' (one process per env)."""
     device: str = "auto"
+    torch_threads: int = 0
+    """CPU threads torch may use; 0 = the agent's choice (1 for the SB3 agents, whose small
+    MLPs gain nothing from a second thread while the env steps in the same process and lose
+    badly when processes oversubscribe the cores; torch's default for language models)."""
     eval_every: int = 10_000
     eval_episodes: int = 10
     checkpoint_every: int = 10_000

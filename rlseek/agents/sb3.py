@@ -120,6 +120,13 @@ def _make_vec_env(env: EnvSection, imports: list[str], rs: RunSection) -> VecEnv
     return VecMonitor(SubprocVecEnv(fns, start_method="forkserver"))
 
 
+def _set_torch_threads(rs: RunSection) -> None:
+    """Apply ``run.torch_threads`` (0: one thread, see RunSection) on CPU."""
+    if rs.device.startswith("cuda"):
+        return
+    torch.set_num_threads(rs.torch_threads or 1)
+
+
 def _tb_logger(folder: Path) -> Logger:
     folder.mkdir(parents=True, exist_ok=True)
     return Logger(folder=str(folder), output_formats=[make_output_format("tensorboard", str(folder))])
@@ -262,6 +269,7 @@ class SB3Agent(Agent):
         cfg = run.config
         self.config = cfg
         rs = cfg.run
+        _set_torch_threads(rs)
         venv = _make_vec_env(cfg.env, cfg.imports, rs)
         eval_env = make_env(cfg.env)
         try:
@@ -347,6 +355,7 @@ class SB3Agent(Agent):
         """Evaluate ``final/model.zip`` (or the newest checkpoint's model) on
         ``self.config.env`` — which may differ from the training env's reward weights — with
         the run's evaluation seeds, so an unchanged config reproduces summary.json's eval."""
+        _set_torch_threads(self.config.run)
         path = run.final_dir / MODEL_FILE
         if not path.is_file():
             ckpt = run.latest_checkpoint()
