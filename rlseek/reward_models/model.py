@@ -19,8 +19,9 @@ A saved reward model is a directory::
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,20 @@ def _disable_dropout(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    # Loading a 2 M-parameter model should not draw a progress bar on the PPO run's stderr.
+    from transformers.utils import logging
+
+    enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            logging.enable_progress_bar()
 
 
 def is_reward_model_dir(path: str | Path) -> bool:
@@ -114,9 +129,10 @@ class RewardModel(nn.Module):
 
         path = resolve_backbone(name)
         try:
-            config = _no_dropout_config(AutoConfig.from_pretrained(path))
-            backbone = AutoModel.from_pretrained(path, config=config, dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            with _no_progress_bars():
+                config = _no_dropout_config(AutoConfig.from_pretrained(path))
+                backbone = AutoModel.from_pretrained(path, config=config, dtype=torch.float32)
+                tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RlseekError(f"cannot load backbone '{name}' as a transformers model: {first}") from None
@@ -152,10 +168,11 @@ class RewardModel(nn.Module):
             )
         info = json.loads((path / MARKER).read_text())
         try:
-            config = _no_dropout_config(AutoConfig.from_pretrained(path))
-            backbone = AutoModel.from_pretrained(path, config=config, dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            head = load_file(str(path / HEAD_FILE))
+            with _no_progress_bars():
+                config = _no_dropout_config(AutoConfig.from_pretrained(path))
+                backbone = AutoModel.from_pretrained(path, config=config, dtype=torch.float32)
+                tokenizer = AutoTokenizer.from_pretrained(path)
+                head = load_file(str(path / HEAD_FILE))
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RlseekError(f"reward model {path} is incomplete or damaged: {first}") from None
@@ -174,8 +191,9 @@ class RewardModel(nn.Module):
 
         path = Path(path)
         self.merge_lora()
-        self.backbone.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
+        with _no_progress_bars():
+            self.backbone.save_pretrained(path)
+            self.tokenizer.save_pretrained(path)
         head = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
         save_file(head, str(path / HEAD_FILE))
         if metrics is not None:
