@@ -1,0 +1,68 @@
+"""`rlseek demo --quick` end to end: every stage runs and the report carries its own figures."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from rlseek.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    return out
+
+
+def _row(report: str, name: str) -> str:
+    m = re.search(rf"^\| {re.escape(name)} \| (.+?) \|$", report, flags=re.M)
+    assert m, f"report has no row '{name}'"
+    return m.group(1)
+
+
+def test_report_has_a_number_from_every_stage(demo_dir: Path) -> None:
+    report = (demo_dir / "report.md").read_text()
+    for heading in ("Robot control", "RLHF stages 1–2", "RLHF stage 3", "Offline RL"):
+        assert f"## {heading}" in report
+    for row in ("eval mean return", "eval accuracy", "final positive fraction", "final kl",
+                "bcq IQM normalized score [95% CI]", "P(bcq>bc) [95% CI]"):
+        assert re.search(r"-?\d", _row(report, row)), row
+
+
+def test_report_figures_are_the_runs_own(demo_dir: Path) -> None:
+    report = (demo_dir / "report.md").read_text()
+    robot = json.loads((demo_dir / "robot-run" / "summary.json").read_text())
+    assert float(_row(report, "eval mean return")) == pytest.approx(robot["eval"]["mean_return"], rel=1e-3)
+    rm = json.loads((demo_dir / "reward-model" / "metrics.json").read_text())
+    assert float(_row(report, "eval accuracy")) == pytest.approx(rm["eval"]["accuracy"], rel=1e-3)
+    ppo = json.loads((demo_dir / "rlhf-run" / "summary.json").read_text())
+    assert float(_row(report, "final kl")) == pytest.approx(ppo["final_kl"], rel=1e-3)
+    off = json.loads((demo_dir / "offline" / "results.json").read_text())
+    iqm = off["summary"]["bcq"]["iqm"]["estimate"]
+    assert _row(report, "bcq IQM normalized score [95% CI]").startswith(f"{iqm:.1f} ")
+
+
+def test_plots_are_png_images(demo_dir: Path) -> None:
+    report = (demo_dir / "report.md").read_text()
+    plots = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert len(plots) >= 4
+    import matplotlib.image as mpimg
+
+    for p in plots:
+        data = (demo_dir / p).read_bytes()
+        assert data[:8] == PNG_MAGIC, p
+        assert mpimg.imread(demo_dir / p).ndim == 3
+
+
+def test_demo_refuses_a_non_empty_out(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (demo_dir / "report.md").read_bytes()
+    assert main(["demo", "--quick", "--out", str(demo_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not empty" in err[0]
+    assert (demo_dir / "report.md").read_bytes() == before
