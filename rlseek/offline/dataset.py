@@ -230,6 +230,10 @@ def write_dataset(path: str | Path, dataset: OfflineDataset) -> str:
             g.create_dataset("final_observations", data=np.stack([e.observations[-1] for e in dataset.episodes]))
             g.create_dataset("episode_end", data=np.array([e.end for e in dataset.episodes], dtype=np.int8))
             g.attrs["metadata"] = json.dumps(meta, sort_keys=True)
+        # mkstemp makes the file owner-only; a dataset gets the usual permissions (umask).
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
