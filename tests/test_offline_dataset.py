@@ -138,12 +138,13 @@ def test_d3rlpy_reads_the_file_and_its_transitions_line_up(hopper):
     assert ds.to_d3rlpy().transition_count == rb.transition_count
 
 
-def test_minari_export_keeps_n_plus_one_observations(hopper, tmp_path):
+def test_minari_export_keeps_n_plus_one_observations(hopper, tmp_path, monkeypatch):
     pytest.importorskip("minari")
     from rlseek.offline.minari_export import export_minari
 
     log, ds, path = hopper
-    folder = export_minari(read_dataset(path), tmp_path / "minari", "test/hopper/random-v0")
+    monkeypatch.chdir(tmp_path)  # a relative root, as users type it
+    folder = export_minari(read_dataset(path), "minari", "test/hopper/random-v0")
     with h5py.File(folder / "data" / "main_data.hdf5", "r") as h5:
         k = 0
         for i, ep in enumerate(ds.episodes):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,7 +55,7 @@ def export_minari(ds: OfflineDataset, root: str | Path, dataset_id: str | None =
     except ImportError:
         raise RlseekError("Minari export needs the 'minari[hdf5]' package (pip install 'minari[hdf5]')") from None
     dataset_id = dataset_id or default_dataset_id(ds)
-    root = Path(root)
+    root = Path(root).resolve()  # Minari joins a relative data path twice when sizing the dataset
     folder = root / dataset_id
     if folder.exists():
         raise RlseekError(f"Minari dataset {folder} exists; it is never overwritten — choose another id or root")
@@ -86,8 +87,11 @@ def export_minari(ds: OfflineDataset, root: str | Path, dataset_id: str | None =
                             f"{ds.metadata.get('data_sha256')}",
                 data_format="hdf5", jpeg_encoding=False,
             )
-        except ValueError as exc:
-            raise DataError(f"Minari export failed: {exc}") from None
+        except BaseException as exc:
+            shutil.rmtree(folder, ignore_errors=True)  # leave nothing half-written behind
+            if isinstance(exc, ValueError):
+                raise DataError(f"Minari export failed: {exc}") from None
+            raise
     env.close()
     return folder
 
