@@ -122,6 +122,8 @@ def run_one(dataset_path: str, algo: str, seed: int, s: CompareSettings, tb_root
 
     from rlseek.evaluation import evaluate_episodes
 
+    if s.jobs > 1 and not s.device.startswith("cuda"):
+        torch.set_num_threads(1)  # several runs share the CPU cores; one thread each avoids oversubscription
     ds = read_dataset(dataset_path)
     d3rlpy.seed(seed)
     model = make_algo(algo, ds.discrete, s.params.get(algo), device=s.device, compile_graph=s.compile_graph)
