@@ -40,3 +40,15 @@ def test_from_params_coerces_and_round_trips() -> None:
 def test_bad_params_name_the_field(params: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         LmPpoConfig.from_params(params)
+
+
+@pytest.mark.parametrize("name", ["arithmetic_lm_ppo", "arithmetic_lm_ppo_lora", "reviews_lm_ppo"])
+def test_example_configs_validate(name: str) -> None:
+    from pathlib import Path
+
+    from rlseek.config import load_config
+
+    config = load_config(Path(__file__).parent.parent / "examples" / "configs" / f"{name}.yaml")
+    assert config.agent.algo == "lm-ppo"
+    cfg = LmPpoConfig.from_params(config.agent.params)
+    assert cfg.lora == name.endswith("lora")

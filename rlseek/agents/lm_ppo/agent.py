@@ -1,6 +1,6 @@
 """The ``lm-ppo`` agent: PPO for online RLHF of a causal LM on rlseek's text environments.
 
-Budget (``run`` section):
+Budget and resources (``run`` section):
 
 * ``total_steps`` counts **completions** (episodes) used for training. One PPO iteration
   rolls out ``n_envs`` prompts (one episode of the vector env), so a run makes
@@ -8,6 +8,9 @@ Budget (``run`` section):
   completions too.
 * ``eval_episodes`` is the number of held-out prompts scored before training (the base
   model) and after it (the final policy), and by ``rlseek eval``.
+* ``torch_threads``: CPU threads for torch (0: torch's default); 1 on a shared machine.
+* ``n_envs`` rows of the text vector env = completions per iteration; ``vec_env`` is unused
+  (the text vector env steps all rows in lockstep in-process).
 
 Files: checkpoints hold ``policy/`` (``save_pretrained``: the full model, or the LoRA adapter
 only), ``value_head.safetensors``, ``optimizer.pt`` and ``rng.pt`` (tensors only, read back
@@ -52,6 +55,14 @@ def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+
+
+def _set_threads(rc: Any, device: torch.device) -> None:
+    """Apply ``run.torch_threads`` on CPU (0 keeps torch's default). On a machine shared with
+    other busy processes, 1 thread is the safe choice: two threads contending for two cores
+    made lm-ppo iterations 5-30x slower here."""
+    if device.type == "cpu" and rc.torch_threads > 0:
+        torch.set_num_threads(rc.torch_threads)
 
 
 def _device(name: str) -> torch.device:
@@ -121,6 +132,7 @@ class LmPpoAgent(Agent):
         rc = run.config.run
         cfg = LmPpoConfig.from_params(run.config.agent.params)
         device = _device(rc.device)
+        _set_threads(rc, device)
         _quiet_transformers()
         torch.manual_seed(rc.seed)
         env = self._make_env(run.config, rc.n_envs)
@@ -180,6 +192,7 @@ class LmPpoAgent(Agent):
             if bar is not None:
                 bar.close()
             env.close()
+            writer.flush()  # an interrupted run keeps its curves up to the interruption
         wall = time.perf_counter() - t_start
         self._save_final(run, policy, env.tokenizer)
         final_eval = self.evaluate(run)
@@ -274,6 +287,7 @@ class LmPpoAgent(Agent):
         ``env.kwargs.prompts_file``; see the module docstring."""
         cfg = LmPpoConfig.from_params(self.config.agent.params)
         device = _device(self.config.run.device)
+        _set_threads(self.config.run, device)
         _quiet_transformers()
         env = self._make_env(self.config, 1)
         env.close()
