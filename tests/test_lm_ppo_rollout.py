@@ -103,3 +103,17 @@ def test_ppo_step_at_init_has_zero_kl_and_moves_the_policy(lm) -> None:  # type:
     assert any(not torch.equal(a, b) for a, b in zip(before, policy.lm.parameters()))
     stats2 = trainer.step(generate_rollout(policy.lm, env, temperature=0.8, generator=g, seed=1))
     assert stats2["charts/kl_ref"] != 0.0
+
+
+@pytest.mark.parametrize("env_id,task", [("rlseek/Arithmetic-v0", "arithmetic"), ("rlseek/Reviews-v0", "reviews")])
+def test_evaluation_agrees_with_the_envs_baseline_evaluator(lm, env_id: str, task: str) -> None:  # type: ignore[no-untyped-def]
+    from rlseek.agents.lm_ppo.evaluation import evaluate_prompts
+    from rlseek.envs.text.baseline import evaluate_lm
+
+    theirs = evaluate_lm(lm, env_id, n=40, seed=0, greedy=True, batch_size=20)
+    held = heldout_prompts(env_id, n=40, seed=0)
+    ours = evaluate_prompts(lm, lambda k: make_text_vector_env(env_id, k), held["prompts"],
+                            held["answers"], task=task, batch_size=20)
+    for key in ("exact_match", "positive_fraction", "distinct_2", "eos_rate", "mean_length"):
+        assert ours.get(key) == pytest.approx(theirs.get(key)), key
+    assert ours["mean_return"] == pytest.approx(theirs["reward_total"])
