@@ -122,7 +122,8 @@ class LmPpoConfig:
     eval_samples: int = 1
     """Samples per held-out prompt when ``eval_temperature`` > 0."""
     dtype: str = "float32"
-    """Compute dtype: "float32", "bfloat16" or "float16" (CUDA only)."""
+    """Compute dtype: "float32" or "bfloat16" (autocast; weights and Adam stay float32).
+    float16 is not offered: it would need loss scaling, which lm-ppo does not do."""
     log_every: int = 1
     """Write TensorBoard scalars every this many iterations."""
 
@@ -153,7 +154,7 @@ class LmPpoConfig:
             "kl_control": ("adaptive", "fixed"),
             "kl_estimator": ("k1", "k3"),
             "ent_control": ("fixed", "adaptive"),
-            "dtype": ("float32", "bfloat16", "float16"),
+            "dtype": ("float32", "bfloat16"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

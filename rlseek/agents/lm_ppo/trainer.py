@@ -21,7 +21,7 @@ from rlseek.agents.lm_ppo.model import PolicyWithValueHead, forward_response, se
 from rlseek.agents.lm_ppo.rollout import Rollout
 from rlseek.rewards.weighted import RunningMeanStd
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager[Any]:
