@@ -53,8 +53,8 @@ class RunSection:
     """Budget, seeding, vectorization, evaluation and checkpoint cadence."""
 
     total_steps: int = 100_000
-    """Environment steps (robot agents), PPO iterations' env steps (lm-ppo) or gradient steps
-    (offline agents) — each agent's docs say which."""
+    """Environment steps (SB3 agents), completions (lm-ppo) or gradient steps (offline
+    agents) — each agent's docs say which."""
     seed: int = 0
     n_envs: int = 1
     vec_env: str = "dummy"

@@ -178,7 +178,7 @@ def stage_rlhf_ppo(out: Path, quick: bool, log: Path) -> StageResult:
             "reward": {"reward_model": 0.6, "diversity": 0.3, "efficiency": 0.1, "sentiment": 0.0},
             "reward_params": {"reward_model": {"path": str(out / "reward-model"), "normalize": True}},
         },
-        "agent": {"algo": "lm-ppo", "params": {"eval_temperature": 1.0}},
+        "agent": {"algo": "lm-ppo", "params": {"eval_temperature": 1.0, "learning_rate": 1.0e-4}},
         "run": {
             "total_steps": _budget("ppo_steps", quick), "n_envs": 64, "seed": 0,
             "eval_episodes": 64 if quick else 200,
