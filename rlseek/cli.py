@@ -13,10 +13,8 @@ import argparse
 import importlib
 import json
 import os
-import shutil
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from rlseek.errors import RlseekError
@@ -97,48 +95,16 @@ def cmd_rewards(args: argparse.Namespace) -> int:
 
 # -- train / eval ------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlseek.agents import get_agent_class
-    from rlseek.config import load_config
+    from rlseek.api import train
     from rlseek.rewards import import_reward_modules
-    from rlseek.runs import Run
 
     import_reward_modules(args.imports or [])
-    if args.resume:
-        if args.out is None:
-            raise RlseekError("--resume needs --out RUN_DIR naming the run to continue")
-        run = Run.open(args.out)
-        if run.is_finished:
-            raise RlseekError(f"{args.out} is already finished; nothing to resume")
-        if run.latest_checkpoint() is None:
-            raise RlseekError(f"{args.out} has no complete checkpoint to resume from; start a new run instead")
-        import_reward_modules(run.config.imports)
-        agent = get_agent_class(run.config.agent.algo)(run.config)
-        run.append_command(_command(args))
-        summary = agent.train(run, resume=True, progress=_progress(args))
-    else:
-        config = load_config(args.config, args.set or [])
-        import_reward_modules(config.imports)
-        agent_cls = get_agent_class(config.agent.algo)
-        from rlseek.envs.factory import check_env_id
-
-        if agent_cls.env_kind != "offline":
-            check_env_id(config.env.id)
-        agent = agent_cls(config)
-        config = agent.resolve_config(config)
-        agent.config = config
-        out = Path(args.out) if args.out else _default_out(config)
-        run = Run.create(out, config, command=_command(args))
-        try:
-            summary = agent.train(run, resume=False, progress=_progress(args))
-        except RlseekError:
-            # Bad input found only once training started (e.g. a bad hyperparameter): leave
-            # nothing behind if no checkpoint was written yet.
-            if run.latest_checkpoint() is None:
-                shutil.rmtree(run.path, ignore_errors=True)
-            raise
-    run.finish(summary)
-    print(f"run finished: {run.path}")
-    ev = summary.get("eval") or {}
+    result = train(
+        args.config, out=args.out, overrides=args.set or [], resume=args.resume,
+        progress=_progress(args), command=_command(args),
+    )
+    print(f"run finished: {result.path}")
+    ev = result.summary.get("eval") or {}
     if isinstance(ev, dict) and ev.get("mean_return") is not None:
         line = f"eval mean return {ev['mean_return']:.3f} over {ev.get('episodes')} episodes"
         if ev.get("success_rate") is not None:
@@ -152,14 +118,6 @@ def _command(args: argparse.Namespace) -> list[str]:
     return ["rlseek", *getattr(args, "argv", sys.argv[1:])]
 
 
-def _default_out(config: Any) -> Path:
-    import datetime as dt
-
-    name = config.env.id.split("/")[-1].lower()
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{name}-{config.agent.algo}-s{config.run.seed}-{stamp}"
-
-
 def _progress(args: argparse.Namespace) -> bool:
     if getattr(args, "no_progress", False):
         return False
@@ -167,22 +125,10 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rlseek.agents import get_agent_class
-    from rlseek.config import apply_overrides, config_from_dict
-    from rlseek.rewards import import_reward_modules
-    from rlseek.runs import Run
+    from rlseek.api import evaluate
 
-    run = Run.open(args.run_dir)
-    import_reward_modules(run.config.imports + list(args.imports or []))
-    config = run.config
-    if args.set:
-        config = config_from_dict(apply_overrides(config.to_dict(), args.set), source="--set")
-    if args.episodes is not None:
-        if args.episodes < 1:
-            raise RlseekError(f"--episodes must be >= 1, got {args.episodes}")
-        config.run.eval_episodes = args.episodes
-    agent = get_agent_class(config.agent.algo)(config)
-    result = agent.evaluate(run, episodes=args.episodes)
+    result = evaluate(args.run_dir, episodes=args.episodes, overrides=args.set or [],
+                      imports=args.imports or [])
     if args.json:
         _print_json(result)
     else:
