@@ -40,9 +40,9 @@ _BUDGETS: dict[str, tuple[int, int]] = {
     "pairs": (1_200, 300),
     "rm_epochs": (2, 1),
     "ppo_steps": (2_048, 512),
-    "expert_steps": (10_000, 2_000),
-    "offline_steps": (5_000, 1_000),
-    "offline_grad_steps": (2_000, 300),
+    "expert_steps": (6_000, 2_000),
+    "offline_steps": (3_000, 1_000),
+    "offline_grad_steps": (500, 200),
     "offline_seeds": (5, 2),
 }
 
@@ -218,7 +218,7 @@ def stage_offline(out: Path, quick: bool, log: Path) -> StageResult:
           "--reference-episodes", "5" if quick else "20", "--out", str(data)]
     a2 = ["offline", "compare", "--dataset", str(data), "--algos", "bcq,bc",
           "--seeds", str(_budget("offline_seeds", quick)), "--steps", str(_budget("offline_grad_steps", quick)),
-          "--episodes", "5", "--out", str(out / "offline")]
+          "--episodes", "5", "--jobs", "2", "--out", str(out / "offline")]
     _cli(a1, log)
     _cli(a2, log)
     results = json.loads((out / "offline" / "results.json").read_text())
