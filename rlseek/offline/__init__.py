@@ -7,6 +7,15 @@
 * :mod:`rlseek.offline.compare`: seeds × algorithms, rlseek's seeded evaluation, IQM and CIs.
 """
 
+import contextlib as _contextlib
+import io as _io
+
+# d3rlpy imports gym 0.26, which prints a multi-line deprecation notice to stderr (also in every
+# worker process of `offline compare --jobs`). rlseek never uses gym; keep stderr for its own
+# messages.
+with _contextlib.redirect_stderr(_io.StringIO()), _contextlib.suppress(ImportError):
+    import gym as _legacy_gym  # noqa: F401
+
 from rlseek.offline.dataset import EpisodeData, OfflineDataset, read_dataset, write_dataset
 
 __all__ = ["EpisodeData", "OfflineDataset", "read_dataset", "write_dataset"]
