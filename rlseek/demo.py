@@ -36,13 +36,13 @@ from rlseek.errors import RlseekError
 
 # Budgets: (full, quick).
 _BUDGETS: dict[str, tuple[int, int]] = {
-    "robot_steps": (12_000, 2_000),
+    "robot_steps": (8_000, 2_000),
     "pairs": (1_200, 300),
     "rm_epochs": (2, 1),
     "ppo_steps": (2_048, 512),
     "expert_steps": (6_000, 2_000),
     "offline_steps": (3_000, 1_000),
-    "offline_grad_steps": (500, 200),
+    "offline_grad_steps": (400, 200),
     "offline_seeds": (5, 2),
 }
 
