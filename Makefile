@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo demo-quick test test-slow bench lint clean
+.PHONY: install demo demo-quick test test-slow test-offline-full bench lint clean
 
 install: $(STAMP)
 
@@ -15,11 +15,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# Each demo writes a new folder (runs are never overwritten): demo-out/<date-time>/report.md
+STAMPNOW = $(shell date +%Y%m%d-%H%M%S)
+
 demo: $(STAMP)
-	$(BIN)/rlseek demo --out demo-out
+	$(BIN)/rlseek demo --out demo-out/$(STAMPNOW)
 
 demo-quick: $(STAMP)
-	$(BIN)/rlseek demo --quick --out demo-out
+	$(BIN)/rlseek demo --quick --out demo-out/quick-$(STAMPNOW)
 
 test: $(STAMP)
 	$(BIN)/ruff check rlseek tests benchmarks scripts examples
@@ -27,6 +30,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow -q
+
+# The full BCQ-vs-BC comparison on Reacher (expert + medium-replay data, 5 seeds each).
+test-offline-full: $(STAMP)
+	$(BIN)/pytest -m slow -q tests/test_offline_full.py
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
