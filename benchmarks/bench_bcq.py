@@ -8,6 +8,9 @@ yardstick: BCQ's target and greedy action score 100 sampled actions per state (d
 
     python benchmarks/bench_bcq.py                 # CPU only
     python benchmarks/bench_bcq.py --device cuda   # CPU, CUDA, CUDA + compile_graph
+
+Before a compiled row, 50 uncompiled CUDA updates run untimed (``prime_compile_graph``): without
+them the first compiled BCQ of a process fails on torch 2.11 + d3rlpy 2.8.0 (measured on an H200).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 import torch
 
 import rlseek  # noqa: F401  (registers rlseek/Reacher-v0)
-from rlseek.offline.algos import make_algo
+from rlseek.offline.algos import make_algo, prime_compile_graph
 from rlseek.offline.collect import rollout
 from rlseek.offline.dataset import OfflineDataset, read_dataset, write_dataset
 
@@ -39,10 +42,12 @@ def make_dataset(folder: Path, steps: int) -> OfflineDataset:
 def steps_per_second(algo_name: str, ds: OfflineDataset, device: str, compile_graph: bool,
                      warmup: int, steps: int) -> tuple[float, float]:
     """(timed gradient steps per second, seconds spent in the warm-up steps)."""
+    buffer = ds.to_d3rlpy()
+    if compile_graph:  # what `rlseek offline compare --compile-graph` does first (see prime_compile_graph)
+        prime_compile_graph(algo_name, ds.discrete, buffer, None, device)
     torch.manual_seed(0)
     np.random.seed(0)
     algo = make_algo(algo_name, ds.discrete, device=device, compile_graph=compile_graph)
-    buffer = ds.to_d3rlpy()
     algo.build_with_dataset(buffer)
     batch = algo.config.batch_size
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)

@@ -196,3 +196,28 @@ def test_train_bad_agent_params(dataset, tmp_path, capsys):
     assert "agent.params.dataset" in _one_error_line(capsys)
     assert main(["train", str(cfg), "--out", str(tmp_path / "r3"), "--set", "agent.algo=bcqq"]) == 2
     assert "did you mean 'bcq'" in _one_error_line(capsys)
+
+
+def test_building_a_d3rlpy_buffer_prints_nothing(dataset):
+    # d3rlpy logs an info line for every buffer it builds; rlseek's output must stay its own.
+    import subprocess
+    import sys
+
+    code = ("import rlseek; from rlseek.offline.dataset import read_dataset; "
+            f"read_dataset({str(dataset)!r}).to_d3rlpy()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Signatures" not in r.stdout + r.stderr and "info" not in r.stdout, r.stdout + r.stderr
+
+
+def test_compile_graph_priming_is_a_no_op_off_cuda(dataset):
+    # prime_compile_graph works around a first-compiled-BCQ failure on CUDA; on CPU it must neither
+    # train nor draw random numbers (it runs before the run's seed is set, so it must not shift it).
+    from rlseek.offline.algos import prime_compile_graph
+
+    ds = read_dataset(dataset)
+    buffer = ds.to_d3rlpy()
+    np_state, torch_state = np.random.get_state()[1].copy(), torch.get_rng_state().clone()
+    prime_compile_graph("bcq", ds.discrete, buffer, None, "cpu")
+    assert np.array_equal(np.random.get_state()[1], np_state)
+    assert torch.equal(torch.get_rng_state(), torch_state)

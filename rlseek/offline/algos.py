@@ -92,6 +92,31 @@ def make_algo(algo: str, discrete: bool, params: dict[str, Any] | None = None, d
     return cls(**kwargs).create(device=d3_device(device))
 
 
+PRIME_STEPS = 50
+
+
+def prime_compile_graph(algo: str, discrete: bool, buffer: Any, params: dict[str, Any] | None,
+                        device: str, steps: int = PRIME_STEPS) -> None:
+    """Run ``steps`` uncompiled gradient steps of a throw-away ``algo`` on ``device`` in this process.
+
+    Why: with torch 2.11 and d3rlpy 2.8.0 on an H200, the first ``compile_graph=True`` BCQ of a
+    process failed in its first compiled update (compiled autograd: "aten::_local_scalar_dense()
+    Expected a value of type 'Tensor' ... found type 'float'"), measured in fresh processes with
+    ``update()`` and with ``fitter()``, with and without ``d3rlpy.seed``, on random and
+    medium-replay Reacher data. After 50 uncompiled CUDA updates of another BCQ in the same process
+    the compiled one trained. Call this before seeding the real run: it consumes random numbers.
+    The cost is ``steps`` uncompiled updates (about 1 s for BCQ on an H200).
+    """
+    if steps < 1 or not str(d3_device(device)).startswith("cuda"):
+        return
+    throwaway = make_algo(algo, discrete, params, device=device, compile_graph=False)
+    throwaway.build_with_dataset(buffer)
+    for _ in range(steps):
+        throwaway.update(buffer.sample_transition_batch(throwaway.config.batch_size))
+    del throwaway
+    torch.cuda.empty_cache()
+
+
 def d3_device(device: str) -> str | bool:
     """rlseek's device string ('auto', 'cpu', 'cuda', 'cuda:1') as d3rlpy wants it."""
     if device == "auto":

@@ -29,7 +29,14 @@ import gymnasium as gym
 import numpy as np
 
 from rlseek.errors import RlseekError, did_you_mean
-from rlseek.offline.algos import ALGOS, make_algo, policy_fn, save_algo, scalar_fields
+from rlseek.offline.algos import (
+    ALGOS,
+    make_algo,
+    policy_fn,
+    prime_compile_graph,
+    save_algo,
+    scalar_fields,
+)
 from rlseek.offline.dataset import OfflineDataset, normalized_score, read_dataset
 from rlseek.runs import atomic_directory, atomic_write_json, sha256_file
 
@@ -125,9 +132,11 @@ def run_one(dataset_path: str, algo: str, seed: int, s: CompareSettings, tb_root
     if s.jobs > 1 and not s.device.startswith("cuda"):
         torch.set_num_threads(1)  # several runs share the CPU cores; one thread each avoids oversubscription
     ds = read_dataset(dataset_path)
+    buffer = ds.to_d3rlpy()
+    if s.compile_graph:
+        prime_compile_graph(algo, ds.discrete, buffer, s.params.get(algo), s.device)
     d3rlpy.seed(seed)
     model = make_algo(algo, ds.discrete, s.params.get(algo), device=s.device, compile_graph=s.compile_graph)
-    buffer = ds.to_d3rlpy()
     per_epoch = next(s.steps // k for k in (10, 5, 4, 2, 1) if s.steps % k == 0)
     name = f"{algo}_seed{seed}"
     losses: dict[str, float] = {}

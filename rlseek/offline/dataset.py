@@ -145,6 +145,9 @@ class OfflineDataset:
         from d3rlpy.constants import ActionSpace
         from d3rlpy.dataset import Episode, InfiniteBuffer, ReplayBuffer
 
+        from rlseek.offline.algos import quiet_d3rlpy
+
+        quiet_d3rlpy()  # d3rlpy logs an info line per buffer built
         eps = [Episode(*_d3_columns(e), terminated=e.terminated) for e in self.episodes]
         if self.discrete:
             n = int(self.metadata.get("action_space", {}).get("n") or 0)
