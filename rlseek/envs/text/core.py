@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 
 from rlseek.envs.text.tasks import TextTask, load_prompts_file
 from rlseek.errors import RlseekError
@@ -59,6 +60,14 @@ class TextCore:
         if prompts_file is not None:
             self.file_records = load_prompts_file(prompts_file, require_answer=task.requires_answer)
         self.max_prompt_tokens = int(max_prompt_tokens or self._default_prompt_width())
+
+    def observation_space(self) -> spaces.Dict:
+        """One sequence's observation: token ids and attention mask, prompt then completion width."""
+        width = self.max_prompt_tokens + self.max_new_tokens
+        return spaces.Dict({
+            "input_ids": spaces.Box(0, self.vocab_size - 1, shape=(width,), dtype=np.int64),
+            "attention_mask": spaces.Box(0, 1, shape=(width,), dtype=np.int64),
+        })
 
     def _default_prompt_width(self) -> int:
         if self.file_records is None:

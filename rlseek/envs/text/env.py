@@ -93,12 +93,8 @@ class TextGenerationEnv(gym.Env):
         self.pad_token_id = self.core.pad_token_id
         self.num_levels = self.core.num_levels
         width = self.max_prompt_tokens + self.max_new_tokens
-        vocab = self.core.vocab_size
-        self.observation_space = spaces.Dict({
-            "input_ids": spaces.Box(0, vocab - 1, shape=(width,), dtype=np.int64),
-            "attention_mask": spaces.Box(0, 1, shape=(width,), dtype=np.int64),
-        })
-        self.action_space = spaces.Discrete(vocab)
+        self.observation_space = self.core.observation_space()
+        self.action_space = spaces.Discrete(self.core.vocab_size)
         self._ids = np.full(width, self.pad_token_id, dtype=np.int64)
         self._mask = np.zeros(width, dtype=np.int64)
         self._prompt = ""

@@ -85,13 +85,9 @@ class TextVectorEnv(VectorEnv):
         self.pad_token_id = self.core.pad_token_id
         self.num_levels = self.core.num_levels
         vocab = self.core.vocab_size
-        width = self.core.max_prompt_tokens + self.max_new_tokens
         self.single_action_space = spaces.Discrete(vocab)
         self.action_space = spaces.MultiDiscrete(np.full(self.num_envs, vocab))
-        self.single_observation_space = spaces.Dict({
-            "input_ids": spaces.Box(0, vocab - 1, shape=(width,), dtype=np.int64),
-            "attention_mask": spaces.Box(0, 1, shape=(width,), dtype=np.int64),
-        })
+        self.single_observation_space = self.core.observation_space()
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space,
                                                               self.num_envs)
         b, t = self.num_envs, self.max_new_tokens
