@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from rlseek.reward_models.data import PreferenceDataset
-from rlseek.reward_models.model import RewardModel
 from rlseek.reward_models.synth import synthesize
 from rlseek.reward_models.trainer import BradleyTerryTrainer, TrainConfig, evaluate
+from rlseek.rewards.learned.model import RewardModel
 
 
 def load_data(args: argparse.Namespace) -> tuple[PreferenceDataset, PreferenceDataset]:

@@ -1,15 +1,17 @@
 """rlseek: reinforcement learning for text generation and robot control.
 
-Importing rlseek registers its Gymnasium environments (``rlseek/<Task>-v<N>``).
+Importing rlseek registers its Gymnasium environments (``rlseek/<Task>-v<N>``) and its reward
+terms (see :mod:`rlseek.builtins`).
 ``rlseek.train(config, out=...)`` and ``rlseek.evaluate(run_dir)`` are the Python API of
 ``rlseek train`` and ``rlseek eval``.
 """
 
 from typing import Any
 
-__version__ = "0.1.0"
+from rlseek._version import __version__
+from rlseek.builtins import register_builtins as _register_builtins
 
-from rlseek import envs as _envs  # noqa: E402,F401  (registers the environments)
+_register_builtins()  # the built-in reward terms and env ids; agents load on first lookup
 
 __all__ = ["__version__", "evaluate", "train"]
 

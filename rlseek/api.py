@@ -1,4 +1,9 @@
-"""The Python API: what ``rlseek train`` and ``rlseek eval`` do, callable from code.
+"""The Python API: what the ``rlseek`` commands do, callable from code.
+
+``train`` / ``evaluate`` are ``rlseek train`` / ``rlseek eval``; ``synthesize_preferences``,
+``train_reward_model`` and ``evaluate_reward_model`` are ``rlseek prefs synth`` and
+``rlseek reward-model train|eval`` (the offline commands are :func:`rlseek.offline.collect.collect`
+and :func:`rlseek.offline.compare.compare`). The CLI handlers only parse arguments and print.
 
 ```python
 import rlseek
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,3 +139,160 @@ def _default_out(config: ExperimentConfig) -> Path:
     name = config.env.id.split("/")[-1].lower()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{name}-{config.agent.algo}-s{config.run.seed}-{stamp}"
+
+
+# -- preferences and reward models ------------------------------------------------------------
+def _quiet_transformers() -> None:
+    # Load/save progress bars and hub notices would drown the one-line-per-event output.
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def _set_threads(device: str) -> None:
+    import os
+
+    import torch
+
+    if device == "cpu" and os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))
+
+
+def synthesize_preferences(
+    task: str,
+    n: int,
+    out: str | Path,
+    *,
+    noise: float = 0.1,
+    seed: int = 0,
+    policy: str = "rlseek/tiny-lm",
+    temperature: float | None = None,
+    heldout: bool = False,
+    score_term: str | None = None,
+    device: str = "cpu",
+    imports: Sequence[str] = (),
+    force: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Sample ``n`` completion pairs on text env ``task`` and label them with the scripted
+    annotator (see :func:`rlseek.reward_models.synth.synthesize`); write them to ``out`` (JSONL,
+    atomically; an existing file only with ``force``). Returns the synthesis figures."""
+    from rlseek.models.loader import resolve_device
+    from rlseek.reward_models.data import PreferenceDataset
+    from rlseek.reward_models.synth import get_task, synthesize
+    from rlseek.rewards import import_reward_modules
+    from rlseek.runs import atomic_write_text, check_new_output
+
+    out = Path(out)
+    check_new_output(out, "output file", force)
+    get_task(task)
+    import_reward_modules(imports)
+    _quiet_transformers()
+    dev = resolve_device(device)
+    _set_threads(dev)
+    pairs, stats = synthesize(
+        task, n, noise=noise, seed=seed, policy=policy, temperature=temperature, heldout=heldout,
+        score_term=score_term, device=dev, log=log,
+    )
+    atomic_write_text(out, PreferenceDataset(pairs).to_jsonl())
+    stats["out"] = str(out)
+    return stats
+
+
+def train_reward_model(
+    train_data: str | Path,
+    out: str | Path,
+    *,
+    eval_data: str | Path | None = None,
+    eval_split: float | None = None,
+    backbone: str = "rlseek/tiny-lm",
+    config: Any = None,
+    attack: Any = None,
+    max_length: int = 512,
+    device: str = "auto",
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train a Bradley–Terry reward model on the pairs in ``train_data`` (JSONL) into the new
+    directory ``out``; evaluate on ``eval_data`` or a seeded ``eval_split`` of the training
+    pairs (default 0.1). ``config`` is a :class:`~rlseek.reward_models.trainer.TrainConfig`,
+    ``attack`` the :class:`~rlseek.reward_models.adversarial.AdversarialConfig` whose PGD attack
+    the robustness figure uses (default ε = 0.1, 5 steps). ``out`` gets the model and its
+    ``metrics.json``; returns the headline figures. Warnings (duplicate pairs) and progress go
+    to ``log``."""
+    from rlseek.models.loader import resolve_device
+    from rlseek.reward_models.adversarial import AdversarialConfig
+    from rlseek.reward_models.data import DEFAULT_EVAL_SPLIT, PreferenceDataset
+    from rlseek.reward_models.trainer import BradleyTerryTrainer, TrainConfig, evaluate
+    from rlseek.rewards.learned.model import RewardModel
+    from rlseek.runs import atomic_directory, check_new_output, sha256_file
+
+    say = log or (lambda _msg: None)
+    out = Path(out)
+    check_new_output(out, "model directory")
+    if eval_split is not None and not 0.0 < eval_split < 1.0:
+        raise RlseekError(f"--eval-split must be a fraction in (0, 1), got {eval_split}")
+    cfg = config if config is not None else TrainConfig()
+    adv = attack if attack is not None else AdversarialConfig()
+    cfg.validate()
+    train = PreferenceDataset.from_jsonl(train_data)
+    if train.duplicates:
+        say("warning: " + train.duplicate_report())
+    if eval_data is not None:
+        evaluation = PreferenceDataset.from_jsonl(eval_data)
+        if evaluation.duplicates:
+            say("warning: " + evaluation.duplicate_report())
+    else:
+        train, evaluation = train.split(eval_split or DEFAULT_EVAL_SPLIT, seed=cfg.seed)
+    _quiet_transformers()
+    dev = resolve_device(device)
+    _set_threads(dev)
+    model = RewardModel.from_backbone(backbone, max_length=max_length, seed=cfg.seed).to(dev)
+    trainer = BradleyTerryTrainer(model, cfg, log=log)
+    if trainer.parameter_share:
+        s = trainer.parameter_share
+        say(f"LoRA r={cfg.lora_rank} alpha={cfg.lora_alpha}: {s['trainable']:,} of {s['total']:,} "
+            f"parameters trainable ({100 * s['share']:.2f}%)")
+    result = trainer.train(train, evaluation)
+    # Robustness is always reported, so runs with and without adversarial training compare directly.
+    result["eval_adversarial"] = evaluate(model, evaluation, adversarial=adv)
+    eval_path = eval_data if eval_data is not None else train_data
+    result["data"] = {
+        "train": {"path": str(train_data), "sha256": sha256_file(train_data), "pairs": len(train)},
+        "eval": {"path": str(eval_path), "sha256": sha256_file(eval_path), "pairs": len(evaluation),
+                 "split": None if eval_data is not None else eval_split or DEFAULT_EVAL_SPLIT},
+    }
+    check_new_output(out, "model directory")
+    with atomic_directory(out) as tmp:
+        model.save(tmp, metrics=result)
+    ev, adv_ev = result["eval"], result["eval_adversarial"]
+    return {
+        "out": str(out),
+        "eval_accuracy": ev["accuracy"],
+        "eval_adversarial_accuracy": adv_ev["adversarial_accuracy"],
+        "eval_pairs": ev["n"],
+        "train_accuracy": result["train"]["accuracy"],
+        "steps": result["steps"],
+        "stopped_early": result["stopped_early"],
+        "pairs_per_second": result["pairs_per_second"],
+        "trainable_share": result["trainable_parameters"]["share"],
+    }
+
+
+def evaluate_reward_model(
+    model_dir: str | Path, data: str | Path, *, attack: Any = None, device: str = "auto",
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Accuracy (and mean margin) of the reward model in ``model_dir`` on the pairs in ``data``;
+    with ``attack`` (an AdversarialConfig) also the accuracy under that PGD attack."""
+    from rlseek.models.loader import resolve_device
+    from rlseek.reward_models.data import PreferenceDataset
+    from rlseek.reward_models.trainer import evaluate
+    from rlseek.rewards.learned.model import RewardModel
+
+    _quiet_transformers()
+    model = RewardModel.load(model_dir, device=resolve_device(device))
+    pairs = PreferenceDataset.from_jsonl(data)
+    if pairs.duplicates and log is not None:
+        log("warning: " + pairs.duplicate_report())
+    return evaluate(model, pairs, adversarial=attack)

@@ -1,6 +1,6 @@
 """``rlseek demo``: every use of rlseek at small scale, on embedded defaults, with a report.
 
-Stages (each runs the same CLI commands a user would, in this process):
+Stages (each calls the Python API that the listed ``rlseek`` commands call, in this process):
 
 1. **robot** — SAC on ``rlseek/Reacher-v0``; learning curve and final evaluation.
 2. **rlhf-data** — synthesize Reviews preference pairs with the scripted annotator, train a
@@ -19,7 +19,6 @@ report lists the full-size commands.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -60,18 +59,24 @@ class StageResult:
     seconds: float = 0.0
 
 
-def _cli(argv: list[str], log: Path) -> None:
-    """Run ``rlseek ARGV`` in-process, appending its output to ``log``; raise on failure."""
-    from rlseek.cli import main
-
+def _call(argv: list[str], log: Path, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn(*args, **kwargs)`` (the API behind ``rlseek ARGV``), appending what it prints
+    to ``log``; a failure names the equivalent command."""
     buf_out, buf_err = io.StringIO(), io.StringIO()
+    failure: RlseekError | None = None
+    result = None
     with contextlib.redirect_stdout(buf_out), contextlib.redirect_stderr(buf_err):
-        code = main(argv)
+        try:
+            result = fn(*args, **kwargs)
+        except RlseekError as exc:
+            failure = exc
     with log.open("a", encoding="utf-8") as f:
         f.write("$ rlseek " + " ".join(argv) + "\n" + buf_out.getvalue() + buf_err.getvalue())
-    if code != 0:
-        last = (buf_err.getvalue().strip().splitlines() or ["(no message)"])[-1]
-        raise RlseekError(f"demo stage command failed (exit {code}): rlseek {' '.join(argv)}: {last}")
+        if failure is not None:
+            f.write(f"rlseek: error: {failure}\n")
+    if failure is not None:
+        raise RlseekError(f"demo stage failed: rlseek {' '.join(argv)}: {failure}") from None
+    return result
 
 
 def _write_config(path: Path, cfg: dict[str, Any]) -> str:
@@ -107,6 +112,8 @@ def _budget(name: str, quick: bool) -> int:
 
 # -- stages -----------------------------------------------------------------------------------
 def stage_robot(out: Path, quick: bool, log: Path) -> StageResult:
+    from rlseek.api import train
+
     res = StageResult("robot", "Robot control: SAC on rlseek/Reacher-v0")
     steps = _budget("robot_steps", quick)
     cfg = yaml.safe_load(Path(_examples() / "reacher_sac.yaml").read_text())
@@ -117,7 +124,7 @@ def stage_robot(out: Path, quick: bool, log: Path) -> StageResult:
     cfg["agent"]["params"]["learning_starts"] = min(1000, steps // 5)
     cfg_path = _write_config(out / "reacher_sac.yaml", cfg)
     argv = ["train", cfg_path, "--out", str(out / "robot-run"), "--no-progress"]
-    _cli(argv, log)
+    _call(argv, log, train, cfg_path, out=out / "robot-run", command=["rlseek", *argv])
     summary = json.loads((out / "robot-run" / "summary.json").read_text())
     ev = summary["eval"]
     res.figures = {
@@ -137,6 +144,9 @@ def stage_robot(out: Path, quick: bool, log: Path) -> StageResult:
 
 
 def stage_rlhf_data(out: Path, quick: bool, log: Path) -> StageResult:
+    from rlseek.api import synthesize_preferences, train_reward_model
+    from rlseek.reward_models.trainer import TrainConfig
+
     res = StageResult("rlhf-data", "RLHF stages 1–2: preferences and a Bradley–Terry reward model")
     n = _budget("pairs", quick)
     prefs = out / "prefs.jsonl"
@@ -145,8 +155,9 @@ def stage_rlhf_data(out: Path, quick: bool, log: Path) -> StageResult:
           "--seed", "1", "--out", str(prefs), "--quiet"]
     a2 = ["reward-model", "train", "--train", str(prefs), "--eval-split", "0.2",
           "--epochs", str(_budget("rm_epochs", quick)), "--out", str(rm_dir), "--quiet"]
-    _cli(a1, log)
-    _cli(a2, log)
+    _call(a1, log, synthesize_preferences, "rlseek/Reviews-v0", n, prefs, noise=0.1, seed=1)
+    _call(a2, log, train_reward_model, prefs, rm_dir, eval_split=0.2,
+          config=TrainConfig(epochs=_budget("rm_epochs", quick)))
     metrics = json.loads((rm_dir / "metrics.json").read_text())
     res.figures = {"preference pairs": n}
     for split in ("train", "eval"):
@@ -171,6 +182,8 @@ def stage_rlhf_data(out: Path, quick: bool, log: Path) -> StageResult:
 
 
 def stage_rlhf_ppo(out: Path, quick: bool, log: Path) -> StageResult:
+    from rlseek.api import train
+
     res = StageResult("rlhf-ppo", "RLHF stage 3: lm-ppo on rlseek/Reviews-v0 against the reward model")
     cfg = {
         "env": {
@@ -186,7 +199,7 @@ def stage_rlhf_ppo(out: Path, quick: bool, log: Path) -> StageResult:
     }
     cfg_path = _write_config(out / "reviews_lm_ppo.yaml", cfg)
     argv = ["train", cfg_path, "--out", str(out / "rlhf-run"), "--no-progress"]
-    _cli(argv, log)
+    _call(argv, log, train, cfg_path, out=out / "rlhf-run", command=["rlseek", *argv])
     summary = json.loads((out / "rlhf-run" / "summary.json").read_text())
     for key in ("completions", "iterations", "base_positive_fraction", "final_positive_fraction",
                 "base_distinct_2", "final_distinct_2", "final_kl", "kl_target", "final_entropy",
@@ -209,6 +222,9 @@ def stage_rlhf_ppo(out: Path, quick: bool, log: Path) -> StageResult:
 
 
 def stage_offline(out: Path, quick: bool, log: Path) -> StageResult:
+    from rlseek.offline.collect import CollectSettings, collect
+    from rlseek.offline.compare import CompareSettings, compare
+
     res = StageResult("offline", "Offline RL: BCQ against behaviour cloning")
     data = out / "reacher-medium-replay.h5"
     expert_steps = _budget("expert_steps", quick)
@@ -219,8 +235,13 @@ def stage_offline(out: Path, quick: bool, log: Path) -> StageResult:
     a2 = ["offline", "compare", "--dataset", str(data), "--algos", "bcq,bc",
           "--seeds", str(_budget("offline_seeds", quick)), "--steps", str(_budget("offline_grad_steps", quick)),
           "--episodes", "5", "--jobs", "2", "--out", str(out / "offline")]
-    _cli(a1, log)
-    _cli(a2, log)
+    collect_settings = CollectSettings(expert_steps=expert_steps, eval_every=expert_steps // 5,
+                                       reference_episodes=5 if quick else 20)
+    _call(a1, log, collect, "rlseek/Reacher-v0", "medium-replay", _budget("offline_steps", quick), data,
+          settings=collect_settings)
+    compare_settings = CompareSettings(algos=["bcq", "bc"], seeds=_budget("offline_seeds", quick),
+                                       steps=_budget("offline_grad_steps", quick), eval_episodes=5, jobs=2)
+    _call(a2, log, compare, data, out / "offline", compare_settings, log=print)
     results = json.loads((out / "offline" / "results.json").read_text())
     res.figures = _offline_figures(results)
     if (out / "offline" / "plot.png").exists():
@@ -259,6 +280,7 @@ STAGES: list[tuple[str, Callable[[Path, bool, Path], StageResult]]] = [
     ("rlhf-ppo", stage_rlhf_ppo),
     ("offline", stage_offline),
 ]
+STAGE_NAMES: tuple[str, ...] = tuple(name for name, _ in STAGES)
 
 
 def _examples() -> Path:
@@ -278,7 +300,7 @@ def _fmt(v: Any) -> str:
 
 def write_report(out: Path, results: list[StageResult], quick: bool, seconds: float) -> Path:
     """Write ``report.md`` from the stage results (the runs' own figures)."""
-    from rlseek import __version__
+    from rlseek._version import __version__
 
     lines = [
         "# rlseek demo report",
@@ -293,7 +315,7 @@ def write_report(out: Path, results: list[StageResult], quick: bool, seconds: fl
         lines += [f"| {k} | {_fmt(v)} |" for k, v in r.figures.items()]
         lines.append("")
         lines += [f"![{r.name}]({p})" for p in r.plots]
-        lines += ["", "Ran:", "", "```bash", *r.commands, "```", "", "Full size:", "", "```bash", *r.full_commands, "```", ""]
+        lines += ["", "Ran (through the Python API these commands call):", "", "```bash", *r.commands, "```", "", "Full size:", "", "```bash", *r.full_commands, "```", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
@@ -319,23 +341,3 @@ def run_demo(out: str | Path, quick: bool = False, stages: list[str] | None = No
             results.append(r)
             bar.update(1)
     return write_report(out, results, quick, time.time() - t0)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    stages = args.stages.split(",") if args.stages else None
-    known = [s for s, _ in STAGES]
-    for s in stages or []:
-        if s not in known:
-            raise RlseekError(f"unknown demo stage '{s}'; stages: {', '.join(known)}")
-    report = run_demo(args.out, quick=args.quick, stages=stages)
-    print(f"report: {report}")
-    return 0
-
-
-def register_cli(sub: Any) -> None:
-    """Add ``rlseek demo`` to the CLI."""
-    s = sub.add_parser("demo", help="run every use of rlseek at small scale and write a report")
-    s.add_argument("--quick", action="store_true", help="smallest budgets (about 3 minutes on 2 cores)")
-    s.add_argument("--out", default="demo-out", help="output directory (new or empty)")
-    s.add_argument("--stages", help=f"comma-separated subset of: {', '.join(s for s, _ in STAGES)}")
-    s.set_defaults(func=cmd_demo)

@@ -133,6 +133,17 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
         raise
 
 
+def check_new_output(path: str | Path, what: str, force: bool = False) -> None:
+    """Refuse to write ``path`` when it exists (``force`` allows replacing a *file*, never a folder).
+
+    ``what`` names the output in the error ("model directory", "output file").
+    """
+    path = Path(path)
+    if path.exists() and not (force and path.is_file()):
+        hint = "" if path.is_dir() else " (pass --force to replace it)"
+        raise RlseekError(f"{what} {path} already exists; choose a new path{hint}")
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """SHA-256 hex digest of a file's bytes (data fingerprints)."""
     h = hashlib.sha256()
@@ -215,7 +226,7 @@ class Run:
         run = cls(out, config)
         atomic_write_text(out / "config.yaml", dump_config(config))
         atomic_write_text(out / "command.txt", _command_line(command) + "\n")
-        from rlseek import __version__
+        from rlseek._version import __version__
 
         atomic_write_json(
             run.meta_path,

@@ -11,16 +11,19 @@ with pandas 3 and whose 8.x releases changed the keyword rliable passes; and rli
 draws from NumPy's global generator, so its CIs cannot be seeded. Ours resamples runs with
 replacement inside each task (stratified over tasks, as rliable does) from a seeded generator,
 and takes percentile intervals.
+
+:class:`RunningMeanStd` is the streaming mean/std that reward normalization (per term, in
+:class:`rlseek.rewards.WeightedReward`) and lm-ppo's score normalization share.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from rliable import metrics as rly_metrics
 
 from rlseek.errors import RlseekError
 
@@ -46,6 +49,8 @@ def iqm(scores: Any) -> float:
     It is robust to a few outlier seeds (unlike the mean) and uses half the data (unlike the
     median), which is why rliable recommends it for few-seed comparisons.
     """
+    from rliable import metrics as rly_metrics
+
     return float(rly_metrics.aggregate_iqm(as_score_matrix(scores)))
 
 
@@ -56,6 +61,8 @@ def probability_of_improvement(scores_x: Any, scores_y: Any) -> float:
     x, y = as_score_matrix(scores_x, "scores_x"), as_score_matrix(scores_y, "scores_y")
     if x.shape[1] != y.shape[1]:
         raise RlseekError(f"probability of improvement: X has {x.shape[1]} tasks, Y has {y.shape[1]}")
+    from rliable import metrics as rly_metrics
+
     return float(rly_metrics.probability_of_improvement(x, y))
 
 
@@ -139,3 +146,40 @@ def improvement(
     return bootstrap_ci(
         probability_of_improvement, scores_x, scores_y, reps=reps, confidence=confidence, seed=seed
     )
+
+
+class RunningMeanStd:
+    """Running mean and variance (Chan et al. parallel update) of a scalar stream."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    def update(self, values: np.ndarray) -> None:
+        """Fold finite ``values`` into the running statistics."""
+        values = np.asarray(values, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        n = values.size
+        if n == 0:
+            return
+        b_mean = float(values.mean())
+        b_m2 = float(((values - b_mean) ** 2).sum())
+        total = self.count + n
+        delta = b_mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += b_m2 + delta * delta * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation of everything seen so far (0 before two samples)."""
+        return math.sqrt(self.m2 / self.count) if self.count > 1 else 0.0
+
+    def state_dict(self) -> dict[str, float]:
+        return {"count": self.count, "mean": self.mean, "m2": self.m2}
+
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
+        self.count = int(state["count"])
+        self.mean = float(state["mean"])
+        self.m2 = float(state["m2"])

@@ -13,8 +13,8 @@ from test_reward_model_fixtures import build_tiny_backbone, sentiment_pairs, wri
 from rlseek.cli import main
 from rlseek.reward_models.adversarial import AdversarialConfig, perturb
 from rlseek.reward_models.data import PreferenceDataset, PreferencePair
-from rlseek.reward_models.model import MARKER, RewardModel, is_reward_model_dir
 from rlseek.reward_models.trainer import BradleyTerryTrainer, TrainConfig, evaluate
+from rlseek.rewards.learned.model import MARKER, RewardModel, is_reward_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import pytest
 from test_reward_model_fixtures import build_tiny_backbone, sentiment_pairs
 
 from rlseek.errors import RlseekError
-from rlseek.reward_models import term as rm_term
 from rlseek.reward_models.data import PreferenceDataset, PreferencePair
-from rlseek.reward_models.model import RewardModel
 from rlseek.reward_models.trainer import BradleyTerryTrainer, TrainConfig
 from rlseek.rewards import TextBatch, WeightedReward, get_reward
+from rlseek.rewards.learned import term as rm_term
+from rlseek.rewards.learned.model import RewardModel
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ evaluates a finished or checkpointed run. The interface is deliberately small:
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from rlseek.config import ExperimentConfig
@@ -49,9 +49,9 @@ class Agent(ABC):
 
 _AGENTS: dict[str, type[Agent]] = {}
 
-# Modules that register the built-in agents, imported on first lookup.
-_BUILTIN_MODULES = ("rlseek.agents.sb3", "rlseek.agents.lm_ppo", "rlseek.agents.offline")
-_loaded = False
+# Functions that import agent modules, run on the first lookup (rlseek.builtins adds the
+# built-in agents' loader); deferring keeps `import rlseek` free of torch, SB3 and d3rlpy.
+_LOADERS: list[Callable[[], object]] = []
 
 
 def register_agent(name: str):  # type: ignore[no-untyped-def]
@@ -65,17 +65,14 @@ def register_agent(name: str):  # type: ignore[no-untyped-def]
     return deco
 
 
+def add_agent_loader(load: Callable[[], object]) -> None:
+    """Run ``load`` (which imports modules that call :func:`register_agent`) on the next lookup."""
+    _LOADERS.append(load)
+
+
 def _load_builtins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for mod in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+    while _LOADERS:
+        _LOADERS.pop(0)()
 
 
 def list_agents() -> list[str]:

@@ -4,7 +4,8 @@
 * :mod:`rlseek.offline.collect`: random / medium / medium-replay / expert / medium-expert data;
 * :mod:`rlseek.offline.minari_export`: export to Minari's dataset format;
 * :mod:`rlseek.offline.algos`: d3rlpy BCQ and BC (discrete variants too), saved without pickle;
-* :mod:`rlseek.offline.compare`: seeds × algorithms, rlseek's seeded evaluation, IQM and CIs.
+* :mod:`rlseek.offline.compare`: seeds × algorithms, rlseek's seeded evaluation, IQM and CIs;
+* :mod:`rlseek.offline.agent`: the ``bcq`` and ``bc`` agents of ``rlseek train``.
 """
 
 import contextlib as _contextlib

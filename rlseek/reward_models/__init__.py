@@ -1,10 +1,13 @@
-"""Reward models from preference data: data, synthesis, Bradley–Terry training, reward term.
+"""Reward models from preference data: data, synthesis, labeling, Bradley–Terry training.
 
 The pipeline (RLHF's first two stages)::
 
     rlseek prefs synth --task rlseek/Reviews-v0 --n 4000 --noise 0.1 --out prefs.jsonl
     rlseek reward-model train --train prefs.jsonl --out rm/
     # then in a text env config: reward: {reward_model: 1.0}, reward_params: {reward_model: {path: rm/}}
+
+The model itself and the ``reward_model`` term that scores with it live in
+:mod:`rlseek.rewards.learned` (below the envs); ``RewardModel`` is re-exported here.
 
 Names are imported lazily so that ``import rlseek.reward_models`` does not import torch.
 """
@@ -17,7 +20,7 @@ from typing import Any
 _EXPORTS = {
     "PreferencePair": "rlseek.reward_models.data",
     "PreferenceDataset": "rlseek.reward_models.data",
-    "RewardModel": "rlseek.reward_models.model",
+    "RewardModel": "rlseek.rewards.learned.model",
     "BradleyTerryTrainer": "rlseek.reward_models.trainer",
     "TrainConfig": "rlseek.reward_models.trainer",
     "evaluate": "rlseek.reward_models.trainer",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rlseek.reward_models.model import RewardModel
+from rlseek.rewards.learned.model import RewardModel
 
 
 @dataclass

@@ -33,6 +33,9 @@ from rlseek.errors import DataError
 
 TEXT_FIELDS = ("prompt", "chosen", "rejected")
 
+DEFAULT_EVAL_SPLIT = 0.1
+"""Share of the training pairs held out for evaluation when no evaluation file is given."""
+
 
 @dataclass(frozen=True)
 class PreferencePair:

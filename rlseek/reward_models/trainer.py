@@ -29,7 +29,7 @@ import torch
 from rlseek.errors import RlseekError
 from rlseek.reward_models.adversarial import AdversarialConfig, bt_loss, perturb, perturbed_scores
 from rlseek.reward_models.data import PreferenceDataset
-from rlseek.reward_models.model import RewardModel
+from rlseek.rewards.learned.model import RewardModel
 
 
 @dataclass

@@ -21,12 +21,11 @@ from rlseek.rewards.registry import (
     list_rewards,
     register_reward,
 )
-from rlseek.rewards.weighted import RunningMeanStd, WeightedReward
+from rlseek.rewards.weighted import WeightedReward
 
 __all__ = [
     "KINDS",
     "RewardTerm",
-    "RunningMeanStd",
     "TextBatch",
     "WeightedReward",
     "get_reward",

@@ -138,7 +138,6 @@ def register_reward(
 
 def get_reward(name: str, kind: str | None = None) -> RewardTerm:
     """Look up a term by name; unknown names fail with a did-you-mean and the known list."""
-    _load_builtin_terms()
     term = _REGISTRY.get(name)
     if term is None:
         known = sorted(n for n, t in _REGISTRY.items() if kind is None or t.kind == kind)
@@ -155,7 +154,6 @@ def get_reward(name: str, kind: str | None = None) -> RewardTerm:
 
 def list_rewards(kind: str | None = None) -> list[RewardTerm]:
     """All registered terms (optionally of one kind), sorted by kind then name."""
-    _load_builtin_terms()
     terms = [t for t in _REGISTRY.values() if kind is None or t.kind == kind]
     return sorted(terms, key=lambda t: (t.kind, t.name))
 
@@ -173,28 +171,3 @@ def import_reward_modules(modules: Sequence[str] | Iterable[str]) -> None:
                 f"cannot import reward module '{mod}': {exc}; it must be importable "
                 "(installed, or on PYTHONPATH)"
             ) from None
-
-
-_BUILTINS_LOADED = False
-
-# Modules that register the built-in terms. Each is imported lazily on the first lookup so that
-# `import rlseek.rewards` stays cheap and the import direction stays rewards <- envs.
-_BUILTIN_MODULES = (
-    "rlseek.rewards.robot",
-    "rlseek.rewards.text",
-    "rlseek.reward_models.term",
-)
-
-
-def _load_builtin_terms() -> None:
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
-    for mod in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            # A built-in module that does not exist yet is skipped; a failure inside one is a bug.
-            if exc.name != mod:
-                raise

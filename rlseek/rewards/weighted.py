@@ -10,43 +10,7 @@ import numpy as np
 
 from rlseek.errors import RlseekError
 from rlseek.rewards.registry import RewardTerm, TextBatch, get_reward
-
-
-class RunningMeanStd:
-    """Running mean and variance (Chan et al. parallel update) of a scalar stream."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.mean = 0.0
-        self.m2 = 0.0
-
-    def update(self, values: np.ndarray) -> None:
-        """Fold finite ``values`` into the running statistics."""
-        values = np.asarray(values, dtype=np.float64)
-        values = values[np.isfinite(values)]
-        n = values.size
-        if n == 0:
-            return
-        b_mean = float(values.mean())
-        b_m2 = float(((values - b_mean) ** 2).sum())
-        total = self.count + n
-        delta = b_mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += b_m2 + delta * delta * self.count * n / total
-        self.count = total
-
-    @property
-    def std(self) -> float:
-        """Population standard deviation of everything seen so far (0 before two samples)."""
-        return math.sqrt(self.m2 / self.count) if self.count > 1 else 0.0
-
-    def state_dict(self) -> dict[str, float]:
-        return {"count": self.count, "mean": self.mean, "m2": self.m2}
-
-    def load_state_dict(self, state: Mapping[str, float]) -> None:
-        self.count = int(state["count"])
-        self.mean = float(state["mean"])
-        self.m2 = float(state["m2"])
+from rlseek.statistics import RunningMeanStd
 
 
 class WeightedReward:

@@ -19,7 +19,7 @@ from rlseek.agents.lm_ppo.config import LmPpoConfig
 from rlseek.agents.lm_ppo.controllers import EntropyController, make_kl_controller
 from rlseek.agents.lm_ppo.model import PolicyWithValueHead, forward_response, sequence_inputs
 from rlseek.agents.lm_ppo.rollout import Rollout
-from rlseek.rewards.weighted import RunningMeanStd
+from rlseek.statistics import RunningMeanStd
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 

@@ -46,7 +46,7 @@ def load_cached(path: str | Path, device: str = "auto") -> Any:
 
     A model directory replaced on disk (its marker rewritten) is loaded again.
     """
-    from rlseek.reward_models.model import MARKER, RewardModel
+    from rlseek.rewards.learned.model import MARKER, RewardModel
 
     resolved = Path(path).expanduser().resolve()
     dev = _device(device)

@@ -142,7 +142,7 @@ class RewardModel(nn.Module):
         if limit:
             max_length = min(int(max_length), int(limit))
         emb = backbone.get_input_embeddings().weight.detach().float()
-        # The unit of the adversarial radius (see rlseek.reward_models.adversarial).
+        # The unit of the adversarial radius used by adversarial reward-model training.
         info = {"backbone": name, "embedding_rms": float(emb.pow(2).mean().sqrt())}
         model = cls(backbone, tokenizer, max_length, info)
         gen = torch.Generator().manual_seed(int(seed))

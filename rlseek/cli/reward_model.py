@@ -7,63 +7,21 @@ anything; outputs are written atomically and never replace an existing model dir
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from rlseek.cli.output import err, group_help, print_json
 from rlseek.errors import RlseekError
-
-DEFAULT_EVAL_SPLIT = 0.1
-
-
-def _quiet_transformers() -> None:
-    # Load/save progress bars and hub notices would drown the one-line-per-event output.
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
-
-
-def _err(msg: str) -> None:
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
-
-
-def _print_json(obj: Any) -> None:
-    from rlseek.runs import _json_safe
-
-    sys.stdout.write(json.dumps(_json_safe(obj), indent=2) + "\n")
-
-
-def _check_new_output(path: Path, what: str, force: bool = False) -> None:
-    if path.exists() and not (force and path.is_file()):
-        hint = "" if path.is_dir() else " (pass --force to replace it)"
-        raise RlseekError(f"{what} {path} already exists; choose a new path{hint}")
-
-
-def _set_threads(device: str) -> None:
-    import os
-
-    import torch
-
-    if device == "cpu" and os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))
+from rlseek.reward_models.data import DEFAULT_EVAL_SPLIT
 
 
 # -- reward-model train ---------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlseek.models.loader import resolve_device
+    from rlseek.api import train_reward_model
     from rlseek.reward_models.adversarial import AdversarialConfig
-    from rlseek.reward_models.data import PreferenceDataset
-    from rlseek.reward_models.model import RewardModel
-    from rlseek.reward_models.trainer import BradleyTerryTrainer, TrainConfig, evaluate
-    from rlseek.runs import atomic_directory, sha256_file
+    from rlseek.reward_models.trainer import TrainConfig
 
-    out = Path(args.out)
-    _check_new_output(out, "model directory")
-    if args.eval_split is not None and not 0.0 < args.eval_split < 1.0:
-        raise RlseekError(f"--eval-split must be a fraction in (0, 1), got {args.eval_split}")
     try:
         adv = AdversarialConfig(args.adv_epsilon, args.adv_steps, args.adv_weight)
     except ValueError as exc:
@@ -75,77 +33,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         lora=args.lora, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
         adversarial=adv if args.adversarial else None, seed=args.seed,
     )
-    cfg.validate()
-    train = PreferenceDataset.from_jsonl(args.train)
-    if train.duplicates:
-        _err("warning: " + train.duplicate_report())
-    if args.eval:
-        eval_data = PreferenceDataset.from_jsonl(args.eval)
-        if eval_data.duplicates:
-            _err("warning: " + eval_data.duplicate_report())
-    else:
-        train, eval_data = train.split(args.eval_split or DEFAULT_EVAL_SPLIT, seed=args.seed)
-    _quiet_transformers()
-    device = resolve_device(args.device)
-    _set_threads(device)
-    model = RewardModel.from_backbone(args.backbone, max_length=args.max_length, seed=args.seed).to(device)
-    trainer = BradleyTerryTrainer(model, cfg, log=None if args.quiet else _err)
-    if trainer.parameter_share:
-        s = trainer.parameter_share
-        _err(f"LoRA r={cfg.lora_rank} alpha={cfg.lora_alpha}: {s['trainable']:,} of {s['total']:,} "
-             f"parameters trainable ({100 * s['share']:.2f}%)")
-    result = trainer.train(train, eval_data)
-    # Robustness is always reported, so runs with and without --adversarial compare directly.
-    result["eval_adversarial"] = evaluate(model, eval_data, adversarial=adv)
-    result["data"] = {
-        "train": {"path": str(args.train), "sha256": sha256_file(args.train), "pairs": len(train)},
-        "eval": {"path": str(args.eval or args.train), "sha256": sha256_file(args.eval or args.train),
-                 "pairs": len(eval_data), "split": None if args.eval else args.eval_split or DEFAULT_EVAL_SPLIT},
-    }
-    _check_new_output(out, "model directory")
-    with atomic_directory(out) as tmp:
-        model.save(tmp, metrics=result)
-    ev, adv_ev = result["eval"], result["eval_adversarial"]
-    summary = {
-        "out": str(out),
-        "eval_accuracy": ev["accuracy"],
-        "eval_adversarial_accuracy": adv_ev["adversarial_accuracy"],
-        "eval_pairs": ev["n"],
-        "train_accuracy": result["train"]["accuracy"],
-        "steps": result["steps"],
-        "stopped_early": result["stopped_early"],
-        "pairs_per_second": result["pairs_per_second"],
-        "trainable_share": result["trainable_parameters"]["share"],
-    }
+    summary = train_reward_model(
+        args.train, args.out, eval_data=args.eval, eval_split=args.eval_split, backbone=args.backbone,
+        config=cfg, attack=adv, max_length=args.max_length, device=args.device,
+        log=None if args.quiet else err,
+    )
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     else:
-        print(f"saved reward model to {out}: eval accuracy {ev['accuracy']:.4f} on {ev['n']} pairs "
-              f"(under PGD eps={adv.epsilon:g}, {adv.steps} steps: "
-              f"{adv_ev['adversarial_accuracy']:.4f}); {result['pairs_per_second']:.1f} pairs/s")
+        print(f"saved reward model to {summary['out']}: eval accuracy {summary['eval_accuracy']:.4f} on "
+              f"{summary['eval_pairs']} pairs (under PGD eps={adv.epsilon:g}, {adv.steps} steps: "
+              f"{summary['eval_adversarial_accuracy']:.4f}); {summary['pairs_per_second']:.1f} pairs/s")
     return 0
 
 
 # -- reward-model eval ----------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rlseek.models.loader import resolve_device
+    from rlseek.api import evaluate_reward_model
     from rlseek.reward_models.adversarial import AdversarialConfig
-    from rlseek.reward_models.data import PreferenceDataset
-    from rlseek.reward_models.model import RewardModel
-    from rlseek.reward_models.trainer import evaluate
 
     try:
         adv = AdversarialConfig(args.adv_epsilon, args.adv_steps) if args.adversarial else None
     except ValueError as exc:
         raise RlseekError(str(exc)) from None
-    _quiet_transformers()
-    model = RewardModel.load(args.model, device=resolve_device(args.device))
-    data = PreferenceDataset.from_jsonl(args.data)
-    if data.duplicates:
-        _err("warning: " + data.duplicate_report())
-    result = evaluate(model, data, adversarial=adv)
+    result = evaluate_reward_model(args.model, args.data, attack=adv, device=args.device, log=err)
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         for k, v in result.items():
             print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
@@ -154,30 +67,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # -- prefs synth / label --------------------------------------------------------------------
 def cmd_synth(args: argparse.Namespace) -> int:
-    from rlseek.models.loader import resolve_device
-    from rlseek.reward_models.data import PreferenceDataset
-    from rlseek.reward_models.synth import get_task, synthesize
-    from rlseek.rewards import import_reward_modules
-    from rlseek.runs import atomic_write_text
+    from rlseek.api import synthesize_preferences
 
-    out = Path(args.out)
-    _check_new_output(out, "output file", args.force)
-    get_task(args.task)
-    import_reward_modules(args.imports or [])
-    _quiet_transformers()
-    device = resolve_device(args.device)
-    _set_threads(device)
-    pairs, stats = synthesize(
-        args.task, args.n, noise=args.noise, seed=args.seed, policy=args.policy,
-        temperature=args.temperature, heldout=args.heldout, score_term=args.score_term, device=device,
-        log=None if args.quiet else _err,
+    stats = synthesize_preferences(
+        args.task, args.n, args.out, noise=args.noise, seed=args.seed, policy=args.policy,
+        temperature=args.temperature, heldout=args.heldout, score_term=args.score_term,
+        device=args.device, imports=args.imports or [], force=args.force,
+        log=None if args.quiet else err,
     )
-    atomic_write_text(out, PreferenceDataset(pairs).to_jsonl())
-    stats["out"] = str(out)
     if args.json:
-        _print_json(stats)
+        print_json(stats)
     else:
-        print(f"wrote {stats['n']} pairs to {out}; annotator agreement with its noiseless "
+        print(f"wrote {stats['n']} pairs to {stats['out']}; annotator agreement with its noiseless "
               f"preference {stats['agreement']:.4f} (tau={stats['temperature']:g}, "
               f"noise={stats['noise']:g}, {stats['skipped_ties']} tied pairs skipped)")
     return 0
@@ -186,10 +87,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_label(args: argparse.Namespace) -> int:
     from rlseek.reward_models.data import PreferenceDataset
     from rlseek.reward_models.label import label_pairs, read_candidates
-    from rlseek.runs import atomic_write_text
+    from rlseek.runs import atomic_write_text, check_new_output
 
     out = Path(args.out)
-    _check_new_output(out, "output file", args.force)
+    check_new_output(out, "output file", args.force)
     candidates = read_candidates(args.input)
     pairs = label_pairs(candidates, sys.stdin, sys.stdout.write, seed=args.seed)
     if not pairs:
@@ -201,18 +102,10 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------------
-def _group_help(parser: argparse.ArgumentParser) -> Any:
-    def show(_args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return 2
-
-    return show
-
-
 def register_cli(subparsers: Any) -> None:
     """Add ``reward-model`` and ``prefs`` to the ``rlseek`` parser."""
     rm = subparsers.add_parser("reward-model", help="train and evaluate Bradley–Terry reward models")
-    rm.set_defaults(func=_group_help(rm))
+    rm.set_defaults(func=group_help(rm))
     rsub = rm.add_subparsers(dest="rm_command", parser_class=type(rm))
 
     s = rsub.add_parser("train", help="train a reward model on preference pairs (JSONL)")
@@ -259,7 +152,7 @@ def register_cli(subparsers: Any) -> None:
     s.set_defaults(func=cmd_eval)
 
     pr = subparsers.add_parser("prefs", help="collect preference pairs (synthesized or by hand)")
-    pr.set_defaults(func=_group_help(pr))
+    pr.set_defaults(func=group_help(pr))
     psub = pr.add_subparsers(dest="prefs_command", parser_class=type(pr))
 
     s = psub.add_parser("synth", help="sample completion pairs and label them with a scripted annotator")
