@@ -17,6 +17,7 @@ print(rlseek.evaluate(run.path, episodes=20)["mean_return"])
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -54,12 +55,16 @@ def train(
     resume: bool = False,
     progress: bool = False,
     command: list[str] | None = None,
+    imports: Sequence[str] = (),
 ) -> TrainedRun:
     """Train an agent from a config (YAML path, dict or ExperimentConfig) into a run directory.
 
-    With ``resume=True``, ``out`` names an unfinished run to continue from its newest checkpoint
-    (``config`` is then ignored). Bad input raises :class:`~rlseek.errors.RlseekError` and
-    leaves nothing behind.
+    ``imports`` names modules that register reward terms or envs (the CLI's ``--import``); they
+    are added to the config's ``imports``, so the resolved ``config.yaml`` records them and
+    subprocess env workers, ``rlseek eval`` and ``--resume`` import them too. With
+    ``resume=True``, ``out`` names an unfinished run to continue from its newest checkpoint
+    (``config`` is then ignored; its recorded imports are imported). Bad input raises
+    :class:`~rlseek.errors.RlseekError` and leaves nothing behind.
     """
     from rlseek.agents import get_agent_class
     from rlseek.envs.factory import check_env_id
@@ -74,7 +79,7 @@ def train(
             raise RlseekError(f"{out} is already finished; nothing to resume")
         if run.latest_checkpoint() is None:
             raise RlseekError(f"{out} has no complete checkpoint to resume from; start a new run instead")
-        import_reward_modules(run.config.imports)
+        import_reward_modules(merge_imports(run.config.imports, imports))
         agent = get_agent_class(run.config.agent.algo)(run.config)
         run.append_command(command)
         summary = agent.train(run, resume=True, progress=progress)
@@ -82,6 +87,7 @@ def train(
         if config is None:
             raise RlseekError("train needs a config (a YAML path, a dict or an ExperimentConfig)")
         cfg = _as_config(config, overrides)
+        cfg = dataclasses.replace(cfg, imports=merge_imports(cfg.imports, imports))
         import_reward_modules(cfg.imports)
         agent_cls = get_agent_class(cfg.agent.algo)
         if agent_cls.env_kind != "offline":
@@ -102,6 +108,13 @@ def train(
     return TrainedRun(run.path, summary)
 
 
+def merge_imports(recorded: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """``recorded`` followed by the modules of ``extra`` not already in it, in order."""
+    out = list(recorded)
+    out += [m for m in dict.fromkeys(extra) if m not in out]
+    return out
+
+
 def evaluate(
     run_dir: str | Path, *, episodes: int | None = None, overrides: Sequence[str] = (),
     imports: Sequence[str] = (),
@@ -113,7 +126,7 @@ def evaluate(
     from rlseek.runs import Run
 
     run = Run.open(run_dir)
-    import_reward_modules([*run.config.imports, *imports])
+    import_reward_modules(merge_imports(run.config.imports, imports))
     config = run.config
     if overrides:
         config = config_from_dict(apply_overrides(config.to_dict(), overrides), source="--set")

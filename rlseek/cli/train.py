@@ -11,12 +11,10 @@ from rlseek.cli.output import command_line, print_json, show_progress
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rlseek.api import train
-    from rlseek.rewards import import_reward_modules
 
-    import_reward_modules(args.imports or [])
     result = train(
         args.config, out=args.out, overrides=args.set or [], resume=args.resume,
-        progress=show_progress(args), command=command_line(args),
+        progress=show_progress(args), command=command_line(args), imports=args.imports or [],
     )
     print(f"run finished: {result.path}")
     ev = result.summary.get("eval") or {}
@@ -49,7 +47,9 @@ def register_cli(sub: Any) -> None:
     s.add_argument("--out", help="run directory (default: runs/<env>-<algo>-s<seed>-<time>)")
     s.add_argument("--set", action="append", metavar="K=V", help="override a config field (repeatable)")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last good checkpoint")
-    s.add_argument("--import", dest="imports", action="append", metavar="MODULE")
+    s.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                   help="import a module that registers reward terms or envs (repeatable); "
+                   "recorded in the run's config.yaml, so workers, eval and --resume import it too")
     s.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     s.set_defaults(func=cmd_train)
 
