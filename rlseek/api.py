@@ -92,7 +92,8 @@ def train(
         agent_cls = get_agent_class(cfg.agent.algo)
         if agent_cls.env_kind != "offline":
             check_env_id(cfg.env.id)
-        agent = agent_cls(cfg)
+        # The typed agent.params, parsed once (d3rlpy-style), then the agent built from them.
+        agent = agent_cls.config_class.from_params(cfg.agent.params).create(cfg)
         cfg = agent.resolve_config(cfg)
         agent.config = cfg
         run = Run.create(Path(out) if out else _default_out(cfg), cfg, command)

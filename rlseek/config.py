@@ -111,31 +111,58 @@ def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
 
 
-_SECTIONS = {"env": EnvSection, "agent": AgentSection, "run": RunSection}
 _TOP_KEYS = ("env", "agent", "run", "imports")
 
+_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+          "dict": "a mapping", "list": "a list of strings"}
 
-def _check_type(value: Any, expected: Any, where: str, src: str) -> Any:
-    """Validate ``value`` against a simple annotation string; returns the coerced value."""
-    exp = str(expected)
-    if exp.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{src}: field '{where}' must be an integer, got {value!r}")
-        return value
-    if exp.startswith("str"):
-        if not isinstance(value, str):
-            raise ConfigError(f"{src}: field '{where}' must be a string, got {value!r}")
-        return value
-    if exp.startswith("dict"):
-        if value is None and "None" in exp:
+
+def check_field(value: Any, annotation: Any, where: str, source: str | None = None) -> Any:
+    """Check one typed config field and return its value, lightly coerced.
+
+    The one validator behind rlseek's typed configs: the experiment config's sections,
+    lm-ppo's ``LmPpoConfig`` and the offline agents' d3rlpy fields. ``annotation`` is a type
+    or its string form (``"int"``, ``"float | None"``, ``"list[str] | None"``,
+    ``"dict[str, Any]"``); ``where`` is the field path for the message (``"run.total_steps"``),
+    ``source`` the file it came from.
+
+    Coercions: an integral float for an int (YAML ``1e4``), an int for a float, one string for
+    a list of strings, null for a non-optional mapping (an empty one). A value of the wrong
+    type raises :class:`ConfigError`: ``field 'run.seed' must be an integer, got 1.5``.
+    """
+    ann = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    optional = "None" in ann
+    base = ann.split("|")[0].strip().split("[")[0]
+    prefix = f"{source}: " if source else ""
+    if value is None:
+        if optional:
             return None
-        if value is None:
+        if base == "dict":
             return {}
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{src}: field '{where}' must be a mapping, got {value!r}")
-        return dict(value)
+        if base in _KINDS:
+            raise ConfigError(f"{prefix}field '{where}' must not be null")
+        return value
+    ok = True
+    if base == "bool":
+        ok = isinstance(value, bool)
+    elif base == "int":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif base == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif base == "str":
+        ok = isinstance(value, str)
+    elif base == "list":
+        if isinstance(value, str):
+            value = [value]
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif base == "dict":
+        ok = isinstance(value, Mapping)
+        value = dict(value) if ok else value
+    if not ok:
+        raise ConfigError(f"{prefix}field '{where}' must be {_KINDS[base]}, got {value!r}")
     return value
 
 
@@ -150,7 +177,7 @@ def _build_section(cls: type, data: Any, name: str, src: str) -> Any:
                 f"{src}: unknown field '{name}.{key}'{did_you_mean(str(key), fields)}; "
                 f"'{name}' takes: {', '.join(fields)}"
             )
-        kwargs[key] = _check_type(value, fields[key].type, f"{name}.{key}", src)
+        kwargs[key] = check_field(value, fields[key].type, f"{name}.{key}", src)
     missing = [
         f.name
         for f in fields.values()

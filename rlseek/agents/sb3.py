@@ -32,6 +32,8 @@ import dataclasses
 import inspect
 import io
 import multiprocessing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -51,7 +53,7 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 
-from rlseek.agents.base import Agent, register_agent
+from rlseek.agents.base import Agent, AgentConfig, register_agent
 from rlseek.agents.sb3_callbacks import EVAL_SEED_OFFSET, RunCallback, evaluate_model
 from rlseek.agents.sb3_replay import load_replay_buffer, save_replay_buffer
 from rlseek.config import EnvSection, ExperimentConfig, RunSection
@@ -132,8 +134,27 @@ def _tb_logger(folder: Path) -> Logger:
     return Logger(folder=str(folder), output_formats=[make_output_format("tensorboard", str(folder))])
 
 
+@dataclass
+class SB3Config(AgentConfig):
+    """``agent.params`` of an SB3 algo: its constructor's keyword arguments, with rlseek's
+    defaults merged in and every name checked against the constructor's signature."""
+
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None, where: str = "agent.params") -> SB3Config:
+        agent = cls.agent_class
+        return cls(agent.check_params({**agent.defaults, **(params or {})}))
+
+    def to_params(self) -> dict[str, Any]:
+        return copy.deepcopy(self.kwargs)
+
+
 class SB3Agent(Agent):
     """An SB3 algorithm behind ``rlseek train``/``eval``; subclasses set the class and defaults."""
+
+    config_class: ClassVar[type[AgentConfig]] = SB3Config
+    params: SB3Config
 
     sb3_class: ClassVar[type[BaseAlgorithm]]
     defaults: ClassVar[dict[str, Any]] = {}
@@ -146,8 +167,10 @@ class SB3Agent(Agent):
         return issubclass(self.sb3_class, OffPolicyAlgorithm)
 
     # -- config ---------------------------------------------------------------------------
-    def _check_params(self, params: dict[str, Any], rs: RunSection) -> dict[str, Any]:
-        known = _signature_defaults(self.sb3_class)
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` checked against the SB3 constructor's signature (numbers coerced)."""
+        known = _signature_defaults(cls.sb3_class)
         out: dict[str, Any] = {}
         for name, value in params.items():
             if name in _RESERVED:
@@ -158,13 +181,11 @@ class SB3Agent(Agent):
                 )
             if name != "policy" and name not in known:
                 raise RlseekError(
-                    f"unknown agent.params.{name} for algo '{self.algo}'"
-                    f"{did_you_mean(name, known)}; {self.sb3_class.__name__} takes: "
+                    f"unknown agent.params.{name} for algo '{cls.algo}'"
+                    f"{did_you_mean(name, known)}; {cls.sb3_class.__name__} takes: "
                     f"policy, {', '.join(n for n in known if n not in _RESERVED)}"
                 )
             out[name] = value if name == "policy" else _coerce(name, value, known[name])
-        if self.off_policy and "buffer_size" not in out:
-            out["buffer_size"] = min(int(known["buffer_size"]), int(rs.total_steps))
         return out
 
     def _check_env(self, env: gym.Env) -> None:
@@ -184,29 +205,30 @@ class SB3Agent(Agent):
                 )
 
     def resolve_config(self, config: ExperimentConfig) -> ExperimentConfig:
-        """Merge rlseek's defaults into ``agent.params``, validate them, and fill in the env's
-        resolved reward weights and params, so that config.yaml records what was used."""
+        """Fill in ``agent.params`` (rlseek's defaults, the replay buffer size, the policy for
+        the env's observation space) and the env's reward weights and term params (from the
+        env's declared defaults), so that config.yaml records what was used."""
+        from rlseek.envs.factory import resolve_reward
+
         self.config = config
-        params = self._check_params({**self.defaults, **config.agent.params}, config.run)
+        params = dict(self.params.kwargs)
+        if self.off_policy and "buffer_size" not in params:
+            known = _signature_defaults(self.sb3_class)
+            params["buffer_size"] = min(int(known["buffer_size"]), int(config.run.total_steps))
         env = make_env(config.env)
         try:
             self._check_env(env)
             if "policy" not in params:
                 is_dict = isinstance(env.observation_space, gym.spaces.Dict)
                 params["policy"] = "MultiInputPolicy" if is_dict else "MlpPolicy"
-            env_section = config.env
-            wr = reward_fn_of(env)
-            if wr is not None:
-                rp = {k: dict(v) for k, v in wr.params.items() if v}
-                env_section = dataclasses.replace(
-                    config.env, reward=dict(wr.weights), reward_params=rp or None
-                )
             resolved = dataclasses.replace(
-                config, env=env_section, agent=dataclasses.replace(config.agent, params=params)
+                config, env=resolve_reward(config.env),
+                agent=dataclasses.replace(config.agent, params=params),
             )
             # Build the model once: SB3 rejects bad values (types, policy names, net_arch) here,
             # before a run directory exists, rather than after the first rollout.
             self.config = resolved
+            self.params = self.config_class(kwargs=params)
             self._build_model(DummyVecEnv([lambda: env]), resolved.run)
         finally:
             env.close()

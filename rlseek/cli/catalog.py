@@ -9,12 +9,13 @@ from rlseek.cli.output import print_json
 
 
 def env_rows() -> list[dict[str, Any]]:
-    """One row per registered rlseek env: id, kind, default reward weights, episode limit, summary."""
+    """One row per registered rlseek env: id, kind, default reward weights (declared by its
+    family's specs), episode limit, and the first line of its class docstring."""
     import importlib
 
     import gymnasium as gym
 
-    from rlseek.envs.registration import ENV_KINDS, ENV_SPECS, rlseek_env_ids
+    from rlseek.envs.registration import ENV_KINDS, default_reward, rlseek_env_ids
 
     rows = []
     for env_id in rlseek_env_ids():
@@ -27,11 +28,7 @@ def env_rows() -> list[dict[str, Any]]:
                 cls = getattr(importlib.import_module(mod), name)
             except (ImportError, AttributeError):
                 cls = None
-        weights = dict(ENV_SPECS[env_id].get("default_reward") or getattr(cls, "default_reward", {}) or {})
-        if not weights and ENV_KINDS[env_id] == "text":
-            from rlseek.envs.text.tasks import ENV_TASKS
-
-            weights = dict(ENV_TASKS[env_id].default_weights)
+        weights = default_reward(env_id) or {}
         doc = (getattr(cls, "__doc__", "") or "").strip().splitlines()
         summary = next((ln.strip("# ").strip() for ln in doc if ln.strip() and not ln.startswith("#")), "")
         rows.append(

@@ -43,6 +43,29 @@ def make_env(section: EnvSection, **extra: Any) -> gym.Env:
         raise RlseekError(f"env '{section.id}': bad env.kwargs: {exc}") from None
 
 
+def resolve_reward(section: EnvSection) -> EnvSection:
+    """``section`` with its reward weights and every weighted term's params filled in.
+
+    The weights are the section's own or, when it gives none, the defaults the env family
+    declares (robot specs, text tasks); the params are each term's registered defaults, updated
+    by the family's declared params and the section's ``reward_params``
+    (:func:`~rlseek.envs.registration.declared_reward`, which the text envs use too). Nothing is built: this is what a run's
+    ``config.yaml`` records for every agent. Bad weights or params fail as the env would
+    (unknown terms with a did-you-mean). Envs that are not rlseek's come back unchanged.
+    """
+    import dataclasses
+
+    from rlseek.envs.registration import ENV_KINDS, declared_reward
+    from rlseek.rewards import WeightedReward
+
+    declared = declared_reward(section.id, section.reward, section.reward_params)
+    if section.id not in ENV_KINDS or declared is None:
+        return section
+    wr = WeightedReward(*declared, kind=ENV_KINDS[section.id])
+    params = {name: dict(p) for name, p in wr.params.items() if p}
+    return dataclasses.replace(section, reward=dict(wr.weights), reward_params=params or None)
+
+
 def reward_fn_of(env: gym.Env) -> Any:
     """The env's WeightedReward (every rlseek env exposes ``reward_fn``)."""
     try:

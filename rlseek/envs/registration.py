@@ -34,6 +34,35 @@ def register_specs(specs: Iterable[Mapping[str, Any]]) -> None:
         )
 
 
+def default_reward(env_id: str) -> dict[str, float] | None:
+    """The default reward weights an env family declares for ``env_id`` (None: not declared)."""
+    spec = ENV_SPECS.get(env_id)
+    weights = spec.get("default_reward") if spec else None
+    return dict(weights) if weights else None
+
+
+def declared_reward(
+    env_id: str,
+    reward: Mapping[str, float] | None = None,
+    reward_params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[dict[str, float], dict[str, dict[str, Any]]] | None:
+    """The weights and term params an env of ``env_id`` scores with, given its ``reward`` and
+    ``reward_params`` make-kwargs, from what its family declares (``default_reward``,
+    ``default_reward_params``): without ``reward`` the declared weights; declared params of the
+    weighted terms, updated per term by ``reward_params``. None when nothing is declared and
+    no weights are given. (Term defaults are added by :class:`~rlseek.rewards.WeightedReward`.)
+    """
+    spec = ENV_SPECS.get(env_id) or {}
+    weights = dict(reward) if reward is not None else default_reward(env_id)
+    if weights is None:
+        return None
+    declared = spec.get("default_reward_params") or {}
+    params = {k: dict(v) for k, v in declared.items() if k in weights}
+    for name, p in (reward_params or {}).items():
+        params[name] = {**params.get(name, {}), **dict(p or {})}
+    return weights, params
+
+
 def rlseek_env_ids() -> list[str]:
     """All registered rlseek env ids, sorted."""
     return sorted(ENV_KINDS)

@@ -24,12 +24,14 @@ dataset's reference returns and the success rate where the env reports one.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from rlseek.agents.base import Agent, register_agent
+from rlseek.agents.base import Agent, AgentConfig, register_agent
 from rlseek.errors import ConfigError, RlseekError
 from rlseek.runs import Run
 
@@ -79,18 +81,41 @@ def _next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every
 
 
+@dataclass
+class OfflineConfig(AgentConfig):
+    """``agent.params`` of an offline agent: the dataset and d3rlpy config fields.
+
+    The d3rlpy fields are checked against the config class when the algorithm is built
+    (which class, continuous or discrete, depends on the dataset's action space).
+    """
+
+    dataset: str = ""
+    """The HDF5 dataset from ``rlseek offline collect``."""
+    d3rlpy: dict[str, Any] = field(default_factory=dict)
+    """Number and flag fields of d3rlpy's config (``BCQConfig``, ``BCConfig``, ...)."""
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None, where: str = "agent.params") -> OfflineConfig:
+        params = dict(params or {})
+        path = params.pop("dataset", None)
+        if not path or not isinstance(path, str):
+            raise ConfigError(f"field '{where}.dataset' must name an offline dataset (.h5), got {path!r}")
+        return cls(dataset=path, d3rlpy=params)
+
+    def to_params(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, **self.d3rlpy}
+
+
 class OfflineAgent(Agent):
     """Shared training/evaluation of the d3rlpy agents (see the module docstring)."""
 
     env_kind: ClassVar[str] = "offline"
+    config_class: ClassVar[type[AgentConfig]] = OfflineConfig
+    params: OfflineConfig
     d3_name: ClassVar[str] = ""
 
     def _split_params(self) -> tuple[Path, dict[str, Any]]:
-        params = dict(self.config.agent.params)
-        path = params.pop("dataset", None)
-        if not path or not isinstance(path, str):
-            raise ConfigError(f"{self.config.source}: field 'agent.params.dataset' must name an offline dataset (.h5)")
-        return Path(path), params
+        return Path(self.params.dataset), dict(self.params.d3rlpy)
 
     def _load(self) -> tuple[Any, Any, dict[str, Any]]:
         from rlseek.envs.factory import make_env
@@ -124,7 +149,7 @@ class OfflineAgent(Agent):
         else:
             d3rlpy.seed(cfg.seed)
             algo = make_algo(self.d3_name, ds.discrete, params, device=cfg.device,
-                             source=f"{self.config.source}: agent.params")
+                             file=self.config.source)
         buffer = ds.to_d3rlpy()
         writer = SummaryWriter(logdir=str(run.tb_dir))
         evals: list[dict[str, Any]] = []

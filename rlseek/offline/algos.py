@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlseek.config import check_field
 from rlseek.errors import ConfigError, DataError, RlseekError, did_you_mean
 
 ALGOS = ("bcq", "bc")
@@ -68,8 +69,10 @@ def scalar_fields(algo: str, discrete: bool) -> dict[str, Any]:
 
 
 def make_algo(algo: str, discrete: bool, params: dict[str, Any] | None = None, device: str = "cpu",
-              compile_graph: bool = False, source: str = "agent.params") -> Any:
-    """Create a d3rlpy algorithm; unknown or ill-typed ``params`` fail naming the field."""
+              compile_graph: bool = False, source: str = "agent.params", file: str | None = None) -> Any:
+    """Create a d3rlpy algorithm; unknown or ill-typed ``params`` fail naming the field.
+
+    ``source`` is the field path of ``params`` in messages, ``file`` the config it came from."""
     quiet_d3rlpy()
     cls = config_class(algo, discrete)
     fields = scalar_fields(algo, discrete)
@@ -77,16 +80,10 @@ def make_algo(algo: str, discrete: bool, params: dict[str, Any] | None = None, d
     for key, value in (params or {}).items():
         if key not in fields:
             raise ConfigError(
-                f"{source}: unknown field '{key}'{did_you_mean(key, fields)} for {cls.__name__}; "
+                f"{file + ': ' if file else ''}{source}: unknown field '{key}'{did_you_mean(key, fields)} for {cls.__name__}; "
                 f"settable: {', '.join(sorted(fields))}"
             )
-        want = type(fields[key])
-        ok = isinstance(value, want) and not (want is not bool and isinstance(value, bool))
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok:
-            raise ConfigError(f"{source}.{key}: must be {want.__name__}, got {value!r}")
-        kwargs[key] = value
+        kwargs[key] = check_field(value, type(fields[key]), f"{source}.{key}", file)
     if compile_graph:
         kwargs["compile_graph"] = True
     return cls(**kwargs).create(device=d3_device(device))

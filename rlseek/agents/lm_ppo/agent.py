@@ -79,20 +79,21 @@ class LmPpoAgent(Agent):
     """PPO-RLHF with a KL penalty to a frozen reference and an entropy bonus."""
 
     env_kind = "text"
+    config_class = LmPpoConfig
+    params: LmPpoConfig
 
     # -- config ------------------------------------------------------------------------------
     def resolve_config(self, config: ExperimentConfig) -> ExperimentConfig:
-        """Validate ``agent.params``, fill in every default and the env's reward weights."""
-        cfg = LmPpoConfig.from_params(config.agent.params)
-        env = self._make_env(config, 1)
-        try:
-            weights = dict(env.reward_fn.weights)
-        finally:
-            env.close()
+        """Fill in every default of ``agent.params`` and the env's reward weights and term
+        params (from the task's declared defaults), as SB3 agents do."""
+        from rlseek.envs.factory import resolve_reward
+
+        # Built once so that bad env.kwargs fail before a run directory exists.
+        self._make_env(config, 1).close()
         return dataclasses.replace(
             config,
-            agent=dataclasses.replace(config.agent, params=cfg.to_dict()),
-            env=dataclasses.replace(config.env, reward=weights),
+            agent=dataclasses.replace(config.agent, params=self.params.to_params()),
+            env=resolve_reward(config.env),
         )
 
     @staticmethod
@@ -130,7 +131,7 @@ class LmPpoAgent(Agent):
         from torch.utils.tensorboard import SummaryWriter
 
         rc = run.config.run
-        cfg = LmPpoConfig.from_params(run.config.agent.params)
+        cfg = self.params
         device = _device(rc.device)
         _set_threads(rc, device)
         _quiet_transformers()
@@ -285,7 +286,7 @@ class LmPpoAgent(Agent):
     def evaluate(self, run: Run, *, episodes: int | None = None) -> dict[str, Any]:
         """Score the run's final policy (or its newest checkpoint) on held-out prompts, or on
         ``env.kwargs.prompts_file``; see the module docstring."""
-        cfg = LmPpoConfig.from_params(self.config.agent.params)
+        cfg = self.params
         device = _device(self.config.run.device)
         _set_threads(self.config.run, device)
         _quiet_transformers()

@@ -1,7 +1,7 @@
 """``LmPpoConfig``: every hyperparameter of lm-ppo, typed, documented and validated.
 
 A config's ``agent.params`` mapping is turned into an :class:`LmPpoConfig` by
-:func:`LmPpoConfig.from_params`; an unknown key fails with a did-you-mean, a bad value names
+:func:`LmPpoConfig.from_params` (the :class:`~rlseek.agents.base.AgentConfig` contract), once per agent; an unknown key fails with a did-you-mean, a bad value names
 its field path (``agent.params.<name>``) and what would be right.
 
 Units: KL values are in nats, summed over the tokens of one completion ("sequence KL");
@@ -17,18 +17,16 @@ Two different KL knobs exist and mean different things:
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rlseek.errors import ConfigError, did_you_mean
-
-DEFAULT_MODEL = "rlseek/tiny-lm"
+from rlseek.agents.base import AgentConfig
+from rlseek.errors import ConfigError
+from rlseek.models.loader import DEFAULT_MODEL
 
 
 @dataclass
-class LmPpoConfig:
+class LmPpoConfig(AgentConfig):
     """Hyperparameters of PPO for RLHF on a causal language model."""
 
     # -- model ------------------------------------------------------------------------------
@@ -127,23 +125,9 @@ class LmPpoConfig:
     log_every: int = 1
     """Write TensorBoard scalars every this many iterations."""
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any] | None, where: str = "agent.params") -> LmPpoConfig:
-        """Validate a config's ``agent.params`` mapping (unknown keys get a did-you-mean)."""
-        params = dict(params or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        for key in params:
-            if key not in fields:
-                raise ConfigError(
-                    f"unknown field '{where}.{key}'{did_you_mean(str(key), fields)}; "
-                    f"lm-ppo takes: {', '.join(fields)}"
-                )
-        cfg = cls(**{k: _coerce(k, v, fields[k].type, where) for k, v in params.items()})
-        cfg.validate(where)
-        return cfg
-
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The params as plain data (the same as :meth:`to_params`)."""
+        return self.to_params()
 
     def validate(self, where: str = "agent.params") -> None:
         """Raise :class:`ConfigError` naming the first field with a value out of range."""
@@ -176,35 +160,3 @@ class LmPpoConfig:
             raise bad("lam", "in [0, 1]")
         if self.early_stop_kl is not None and self.early_stop_kl <= 0:
             raise bad("early_stop_kl", "> 0 or null")
-
-
-def _coerce(name: str, value: Any, annotation: Any, where: str) -> Any:
-    """Type-check one field against its annotation string (ints accepted as floats)."""
-    ann = str(annotation)
-    optional = "None" in ann
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"field '{where}.{name}' must not be null")
-    base = ann.split("|")[0].strip()
-    ok = True
-    if base == "bool":
-        ok = isinstance(value, bool)
-    elif base == "int":
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif base == "float":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif base == "str":
-        ok = isinstance(value, str)
-    elif base.startswith("list"):
-        if isinstance(value, str):
-            value = [value]
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-    elif base.startswith("dict"):
-        ok = isinstance(value, Mapping)
-    if not ok:
-        raise ConfigError(f"field '{where}.{name}' must be of type {ann}, got {value!r}")
-    return value

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from rlseek.envs.registration import declared_reward
 from rlseek.envs.text.tasks import TextTask, load_prompts_file
 from rlseek.errors import RlseekError
 from rlseek.models.loader import DEFAULT_MODEL, load_tokenizer
@@ -42,16 +43,8 @@ class TextCore:
         self.max_new_tokens = int(max_new_tokens or task.max_new_tokens)
         if self.max_new_tokens < 1:
             raise RlseekError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        params: dict[str, dict[str, Any]] = {}
-        if reward is None:
-            weights = dict(task.default_weights)
-            params = {k: dict(v) for k, v in task.default_params.items()}
-        else:
-            weights = dict(reward)
-            # Task defaults still apply to the terms the user kept.
-            params = {k: dict(v) for k, v in task.default_params.items() if k in weights}
-        for name, p in (reward_params or {}).items():
-            params[name] = {**params.get(name, {}), **dict(p or {})}
+        # The task's declared defaults; they still apply to the terms a user's weights keep.
+        weights, params = declared_reward(task.env_id, reward, reward_params) or ({}, {})
         self.reward_fn = WeightedReward(weights, params, kind="text", normalize=normalize_reward)
         self.num_levels = task.num_levels
         self.level = task.default_level
