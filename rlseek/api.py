@@ -27,6 +27,7 @@ from typing import Any
 
 from rlseek.config import ExperimentConfig, apply_overrides, config_from_dict, load_config
 from rlseek.errors import RlseekError
+from rlseek.models.loader import DEFAULT_MODEL
 
 
 @dataclass
@@ -180,7 +181,7 @@ def synthesize_preferences(
     *,
     noise: float = 0.1,
     seed: int = 0,
-    policy: str = "rlseek/tiny-lm",
+    policy: str = DEFAULT_MODEL,
     temperature: float | None = None,
     heldout: bool = False,
     score_term: str | None = None,
@@ -220,7 +221,7 @@ def train_reward_model(
     *,
     eval_data: str | Path | None = None,
     eval_split: float | None = None,
-    backbone: str = "rlseek/tiny-lm",
+    backbone: str = DEFAULT_MODEL,
     config: Any = None,
     attack: Any = None,
     max_length: int = 512,

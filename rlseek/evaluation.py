@@ -15,6 +15,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+#: Evaluation episode ``i`` of a run is reset with seed ``run.seed + EVAL_SEED_OFFSET + i``
+#: (offline agents and ``offline compare``: ``EVAL_SEED_OFFSET + i`` for every seed, so all
+#: runs see the same start states): disjoint from the training envs' seeds, and the same for
+#: every evaluation of a run (curve, final, ``rlseek eval``). One constant for every agent.
+EVAL_SEED_OFFSET = 10_000
+
 
 @dataclass
 class EvalResult:

@@ -278,12 +278,6 @@ class Run:
         atomic_write_json(self.meta_path, meta)
         return digest
 
-    def write_resolved_config(self, config: ExperimentConfig) -> None:
-        """Rewrite config.yaml with resolved values (e.g. the env's default reward weights)."""
-        self.config = config
-        atomic_write_text(self.path / "config.yaml", dump_config(config))
-        self.update_meta(config_sha256=config.sha256())
-
     def append_command(self, command: list[str] | None = None) -> None:
         """Record a resume command under the original one."""
         prev = (self.path / "command.txt").read_text() if (self.path / "command.txt").exists() else ""

@@ -128,11 +128,11 @@ def test_prompts_file_is_used(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, r"prompts file '.*missing.jsonl' does not exist"),
-    ("", r"prompts file '.*' is empty"),
-    ("\n  \n", r"prompts file '.*' is empty"),
+    (None, r"prompts file .*missing.jsonl does not exist"),
+    ("", r"prompts file .*\.jsonl is empty"),
+    ("\n  \n", r"prompts file .*\.jsonl is empty"),
     ('{"prompt": "1+1=", "answer": "2"}\n{"prompt": "2+2=", "answer": 4,}\n',
-     r"prompts file '.*bad.jsonl', line 2: invalid JSON"),
+     r"prompts file .*bad.jsonl, line 2: malformed JSON"),
     ('{"prompt": "1+1=", "answer": "2"}\n\n{"answer": "4"}\n',
      r"line 3: missing field 'prompt'"),
     ('{"prompt": "1+1="}\n', r"line 1: missing field 'answer'"),

@@ -26,12 +26,10 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rlseek.evaluation import EvalResult, evaluate_episodes
+from rlseek.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate_episodes
 from rlseek.runs import Run
 
-#: Evaluation episodes use seeds ``run.seed + EVAL_SEED_OFFSET + i``: disjoint from the
-#: training envs' seeds, and the same for every evaluation of a run (curve, final, `rlseek eval`).
-EVAL_SEED_OFFSET = 10_000
+__all__ = ["EVAL_SEED_OFFSET", "RunCallback", "evaluate_model", "policy_of"]
 
 
 def policy_of(model: Any) -> Callable[[Any], Any]:

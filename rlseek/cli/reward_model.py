@@ -13,6 +13,7 @@ from typing import Any
 
 from rlseek.cli.output import err, group_help, print_json
 from rlseek.errors import RlseekError
+from rlseek.models.loader import DEFAULT_MODEL
 from rlseek.reward_models.data import DEFAULT_EVAL_SPLIT
 
 
@@ -114,7 +115,7 @@ def register_cli(subparsers: Any) -> None:
     ev.add_argument("--eval", metavar="F", help="evaluation pairs (JSONL)")
     ev.add_argument("--eval-split", type=float, metavar="X",
                     help=f"hold out this fraction of --train for evaluation (default {DEFAULT_EVAL_SPLIT})")
-    s.add_argument("--backbone", default="rlseek/tiny-lm", metavar="P",
+    s.add_argument("--backbone", default=DEFAULT_MODEL, metavar="P",
                    help="transformers model folder (default: the bundled rlseek/tiny-lm)")
     s.add_argument("--epochs", type=int, default=3)
     s.add_argument("--batch-size", type=int, default=16, help="pairs per optimizer step")
@@ -163,7 +164,7 @@ def register_cli(subparsers: Any) -> None:
     s.add_argument("--score-term", metavar="NAME",
                    help="text reward term the annotator scores by (default: the task's, e.g. sentiment)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--policy", default="rlseek/tiny-lm", help="causal LM writing the completions")
+    s.add_argument("--policy", default=DEFAULT_MODEL, help="causal LM writing the completions")
     s.add_argument("--heldout", action="store_true", help="use the task's held-out prompts")
     s.add_argument("--device", default="cpu")
     s.add_argument("--import", dest="imports", action="append", metavar="MODULE")

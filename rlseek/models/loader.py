@@ -25,12 +25,13 @@ from urllib.parse import urlparse
 
 from rlseek.errors import RlseekError
 
+DEFAULT_MODEL = "rlseek/tiny-lm"
+"""The bundled tiny LM: the default policy, backbone and tokenizer everywhere in rlseek."""
+
 BUNDLED_MODELS: dict[str, Path] = {
-    "rlseek/tiny-lm": Path(__file__).resolve().parent.parent / "assets" / "tiny-lm",
+    DEFAULT_MODEL: Path(__file__).resolve().parent.parent / "assets" / "tiny-lm",
 }
 """Names of the models that ship inside the rlseek package, and their directories."""
-
-DEFAULT_MODEL = "rlseek/tiny-lm"
 PAD_TOKEN = "<|pad|>"
 
 _OFFLINE_VALUES = {"1", "true", "yes", "on"}

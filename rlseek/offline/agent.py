@@ -33,9 +33,11 @@ import numpy as np
 
 from rlseek.agents.base import Agent, AgentConfig, register_agent
 from rlseek.errors import ConfigError, RlseekError
+from rlseek.evaluation import EVAL_SEED_OFFSET
 from rlseek.runs import Run
 
-EVAL_SEED = 10_000
+EVAL_SEED = EVAL_SEED_OFFSET
+"""Reset seed of evaluation episode 0; the same for every training seed (common random numbers)."""
 
 
 class _TBAdapter:

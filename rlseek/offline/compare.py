@@ -29,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlseek.errors import RlseekError, did_you_mean
+from rlseek.evaluation import EVAL_SEED_OFFSET
 from rlseek.offline.algos import (
     ALGOS,
     make_algo,
@@ -40,7 +41,8 @@ from rlseek.offline.algos import (
 from rlseek.offline.dataset import OfflineDataset, normalized_score, read_dataset
 from rlseek.runs import atomic_directory, atomic_write_json, sha256_file
 
-EVAL_SEED = 10_000
+EVAL_SEED = EVAL_SEED_OFFSET
+"""Reset seed of evaluation episode 0; the same for every training seed (common random numbers)."""
 """Evaluation reset seeds start here: away from collection seeds (0, 1, ...) and references (1e6)."""
 
 

@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,7 +322,3 @@ def _metadata(h5: h5py.File, path: str | Path) -> dict[str, Any]:
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
-
-def concat(datasets: Sequence[OfflineDataset], metadata: dict[str, Any]) -> OfflineDataset:
-    """Concatenate the episodes of several datasets under new metadata."""
-    return OfflineDataset([e for d in datasets for e in d.episodes], metadata)

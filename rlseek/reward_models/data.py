@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from rlseek.errors import DataError
+from rlseek.jsonl import read_jsonl
 
 TEXT_FIELDS = ("prompt", "chosen", "rejected")
 
@@ -157,28 +158,11 @@ class PreferenceDataset(Sequence[PreferencePair]):
     def from_jsonl(cls, path: str | Path) -> PreferenceDataset:
         """Read and validate a JSONL preference file (blank lines are skipped)."""
         path = Path(path)
-        if not path.exists():
-            raise DataError(f"preference file {path} does not exist")
-        if not path.is_file():
-            raise DataError(f"preference file {path} is not a file")
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        except OSError as exc:
-            raise DataError(f"cannot read {path}: {exc.strerror}") from None
         pairs: list[PreferencePair] = []
         lines: list[int] = []
         seen: dict[tuple[str | None, str, str], int] = {}
         duplicates: list[tuple[int, int]] = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        for lineno, where, record in read_jsonl(path, "preference file"):
             pair = parse_pair(record, where)
             key = (pair.prompt, pair.chosen, pair.rejected)
             if key in seen:

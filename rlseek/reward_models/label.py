@@ -10,7 +10,6 @@ end of input) stops and keeps what was labelled. Output: the preference format o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,6 +17,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from rlseek.errors import DataError
+from rlseek.jsonl import read_jsonl
 from rlseek.reward_models.data import PreferencePair
 
 HELP = "type 1 or 2 for the better text, s to skip, q to stop (labelled pairs are kept)"
@@ -26,17 +26,8 @@ HELP = "type 1 or 2 for the better text, s to skip, q to stop (labelled pairs ar
 def read_candidates(path: str | Path) -> list[tuple[str | None, str, str]]:
     """``(prompt, text_a, text_b)`` per line of ``path``, validated with file:line errors."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"candidate file {path} does not exist")
     out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {lineno}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+    for _, where, rec in read_jsonl(path, "candidate file"):
         if not isinstance(rec, dict):
             raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
         keys = ("chosen", "rejected") if "chosen" in rec or "rejected" in rec else ("a", "b")

@@ -31,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from rlseek.envs.text.tasks import ENV_TASKS
 from rlseek.errors import RlseekError, did_you_mean
+from rlseek.models.loader import DEFAULT_MODEL
 from rlseek.reward_models.data import PreferencePair
 
 REVIEWS_TEMPERATURE = 0.05
@@ -66,9 +68,11 @@ def _arithmetic_prompt(rng: np.random.Generator, heldout: bool) -> tuple[str, st
 
 TASKS: dict[str, AnnotatorTask] = {
     "rlseek/Reviews-v0": AnnotatorTask("rlseek/Reviews-v0", "reviews", _reviews_prompt,
-                                       "sentiment", REVIEWS_TEMPERATURE, 48),
+                                       "sentiment", REVIEWS_TEMPERATURE,
+                                       ENV_TASKS["rlseek/Reviews-v0"].max_new_tokens),
     "rlseek/Arithmetic-v0": AnnotatorTask("rlseek/Arithmetic-v0", "arithmetic", _arithmetic_prompt,
-                                          "accuracy", 0.25, 8),
+                                          "accuracy", 0.25,
+                                          ENV_TASKS["rlseek/Arithmetic-v0"].max_new_tokens),
 }
 
 
@@ -132,7 +136,7 @@ def synthesize(
     n: int,
     noise: float = 0.1,
     seed: int = 0,
-    policy: str = "rlseek/tiny-lm",
+    policy: str = DEFAULT_MODEL,
     temperature: float | None = None,
     heldout: bool = False,
     score_term: str | None = None,

@@ -43,9 +43,9 @@ from rlseek.agents.lm_ppo.rollout import generate_rollout
 from rlseek.agents.lm_ppo.trainer import PPOTrainer, autocast
 from rlseek.config import ExperimentConfig
 from rlseek.errors import RlseekError
+from rlseek.evaluation import EVAL_SEED_OFFSET
 from rlseek.runs import Run
 
-EVAL_SEED_OFFSET = 10_000
 """Held-out prompts and sampled evaluation are seeded with run.seed + this."""
 
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numpy as np
+from gymnasium.utils import EzPickle
+
+from rlseek.envs.robot.specs import default_reward as _declared_default_reward
 from rlseek.errors import RlseekError
 from rlseek.rewards import WeightedReward, get_reward
 from rlseek.rewards.robot import term_reads
@@ -20,8 +24,11 @@ class WeightedRewardMixin:
     """Reward plumbing for robot envs; list it before the native env class in the bases.
 
     Class attributes a subclass sets:
-        env_id: its rlseek id, for messages.
-        default_reward: term -> weight that reproduces the native reward exactly.
+        env_id: its rlseek id, for messages; ``default_reward`` (term -> weight that
+            reproduces the native reward exactly) is read from its spec in
+            :mod:`rlseek.envs.robot.specs`.
+        native_class: the Gymnasium class it is built on (its ``__init__`` is called with the
+            remaining make-kwargs plus ``native_fixed_kwargs``).
         native_reward_kwargs: native make-kwargs that set reward weights, mapped to the rlseek
             way of saying the same (they are rejected rather than silently combined with
             ``reward=``).
@@ -30,11 +37,58 @@ class WeightedRewardMixin:
 
     env_id: ClassVar[str] = ""
     default_reward: ClassVar[dict[str, float]] = {}
+    native_class: ClassVar[type]
+    native_fixed_kwargs: ClassVar[dict[str, Any]] = {}
     native_reward_kwargs: ClassVar[dict[str, str]] = {}
     provides: ClassVar[frozenset[str]] = frozenset()
 
     reward_fn: WeightedReward
     _last_obs: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.env_id and "default_reward" not in cls.__dict__:
+            cls.default_reward = _declared_default_reward(cls.env_id)
+
+    def __init__(
+        self,
+        reward: Mapping[str, float] | None = None,
+        reward_params: Mapping[str, Mapping[str, Any]] | None = None,
+        normalize_reward: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self._init_weighted(reward, reward_params, normalize_reward, kwargs)
+
+    def _init_weighted(
+        self,
+        reward: Mapping[str, float] | None,
+        reward_params: Mapping[str, Mapping[str, Any]] | None,
+        normalize_reward: bool,
+        kwargs: dict[str, Any],
+        **own: Any,
+    ) -> None:
+        """The construction every robot env shares: refuse native reward-weight kwargs, build
+        the weighted reward, run the native constructor with ``kwargs``, and record every
+        constructor argument (``own`` are the subclass's extra ones) for pickling."""
+        self._reject_native_reward_kwargs(kwargs)
+        self._setup_reward(reward, reward_params, normalize_reward)
+        self.native_class.__init__(self, **self.native_fixed_kwargs, **kwargs)
+        EzPickle.__init__(
+            self, reward=reward, reward_params=reward_params, normalize_reward=normalize_reward,
+            **own, **kwargs,
+        )
+
+    def reset_model(self) -> np.ndarray:
+        # MuJoCo envs reset through reset_model; its observation is the next step's ``obs``.
+        obs = super().reset_model()  # type: ignore[misc]
+        self._last_obs = obs
+        return obs
+
+    def _end_step(self, next_obs: Any) -> None:
+        """Keep ``next_obs`` for the next transition and render in human mode, as the native step does."""
+        self._last_obs = next_obs
+        if self.render_mode == "human":  # type: ignore[attr-defined]
+            self.render()  # type: ignore[attr-defined]
 
     @classmethod
     def _reject_native_reward_kwargs(cls, kwargs: Mapping[str, Any]) -> None:

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-from gymnasium.utils import EzPickle
 
 # gymnasium-robotics prints a notice about its Adroit hand envs to stderr on import; it does not
 # concern these tasks, and stderr is where rlseek's own one-line errors go.
@@ -24,7 +23,6 @@ from gymnasium_robotics.envs.fetch.push import MujocoFetchPushEnv as FetchPushV4
 from gymnasium_robotics.envs.fetch.reach import MujocoFetchReachEnv as FetchReachV4
 
 from rlseek.envs.robot.base import LevelsMixin, WeightedRewardMixin
-from rlseek.envs.robot.specs import default_reward
 from rlseek.errors import RlseekError
 from rlseek.rewards import get_reward
 from rlseek.rewards.robot import is_goal_term
@@ -39,6 +37,8 @@ class GoalRewardMixin(WeightedRewardMixin):
     """Step and ``compute_reward`` of a goal-conditioned (Fetch) env with a weighted reward."""
 
     native_reward_kwargs: ClassVar[dict[str, str]] = _FETCH_REWARD_KWARGS
+    # rlseek computes the reward; the native one is built sparse and never used.
+    native_fixed_kwargs: ClassVar[dict[str, Any]] = {"reward_type": "sparse"}
     provides: ClassVar[frozenset[str]] = frozenset({"achieved_goal", "desired_goal"})
 
     def reset(
@@ -173,7 +173,7 @@ class FetchReachEnv(GoalRewardMixin, LevelsMixin, FetchReachV4):
     """
 
     env_id: ClassVar[str] = "rlseek/FetchReach-v0"
-    default_reward: ClassVar[dict[str, float]] = default_reward(env_id)
+    native_class: ClassVar[type] = FetchReachV4
     LEVEL_TARGET_RANGES: ClassVar[tuple[float, ...]] = (0.05, 0.10)
     num_levels: ClassVar[int] = len(LEVEL_TARGET_RANGES) + 1
 
@@ -185,18 +185,8 @@ class FetchReachEnv(GoalRewardMixin, LevelsMixin, FetchReachV4):
         level: int | None = None,
         **kwargs: Any,
     ) -> None:
-        self._reject_native_reward_kwargs(kwargs)
-        self._setup_reward(reward, reward_params, normalize_reward)
-        FetchReachV4.__init__(self, reward_type="sparse", **kwargs)
+        self._init_weighted(reward, reward_params, normalize_reward, kwargs, level=level)
         self._native_target_range = self.target_range
-        EzPickle.__init__(
-            self,
-            reward=reward,
-            reward_params=reward_params,
-            normalize_reward=normalize_reward,
-            level=level,
-            **kwargs,
-        )
         self._init_level(level)
 
     def _apply_level(self, level: int) -> None:
@@ -263,22 +253,4 @@ class FetchPushEnv(GoalRewardMixin, FetchPushV4):
     """
 
     env_id: ClassVar[str] = "rlseek/FetchPush-v0"
-    default_reward: ClassVar[dict[str, float]] = default_reward(env_id)
-
-    def __init__(
-        self,
-        reward: Mapping[str, float] | None = None,
-        reward_params: Mapping[str, Mapping[str, Any]] | None = None,
-        normalize_reward: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        self._reject_native_reward_kwargs(kwargs)
-        self._setup_reward(reward, reward_params, normalize_reward)
-        FetchPushV4.__init__(self, reward_type="sparse", **kwargs)
-        EzPickle.__init__(
-            self,
-            reward=reward,
-            reward_params=reward_params,
-            normalize_reward=normalize_reward,
-            **kwargs,
-        )
+    native_class: ClassVar[type] = FetchPushV4

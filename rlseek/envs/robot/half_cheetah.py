@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv as HalfCheetahV5
 
 from rlseek.envs.robot.locomotion import WALKER_REWARD_KWARGS, LocomotionMixin
-from rlseek.envs.robot.specs import default_reward
 
 
 class HalfCheetahEnv(LocomotionMixin, HalfCheetahV5):
@@ -67,18 +65,9 @@ class HalfCheetahEnv(LocomotionMixin, HalfCheetahV5):
     """
 
     env_id: ClassVar[str] = "rlseek/HalfCheetah-v0"
-    default_reward: ClassVar[dict[str, float]] = default_reward(env_id)
+    native_class: ClassVar[type] = HalfCheetahV5
     native_reward_kwargs: ClassVar[dict[str, str]] = {
         k: v for k, v in WALKER_REWARD_KWARGS.items() if k != "healthy_reward"
     }
     provides: ClassVar[frozenset[str]] = frozenset({"x_velocity"})
     has_health: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        reward: Mapping[str, float] | None = None,
-        reward_params: Mapping[str, Mapping[str, Any]] | None = None,
-        normalize_reward: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        self._init_locomotion(HalfCheetahV5, reward, reward_params, normalize_reward, kwargs)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv as HopperV5
 
 from rlseek.envs.robot.locomotion import LocomotionMixin
-from rlseek.envs.robot.specs import default_reward
 
 
 class HopperEnv(LocomotionMixin, HopperV5):
@@ -70,14 +68,5 @@ class HopperEnv(LocomotionMixin, HopperV5):
     """
 
     env_id: ClassVar[str] = "rlseek/Hopper-v0"
-    default_reward: ClassVar[dict[str, float]] = default_reward(env_id)
+    native_class: ClassVar[type] = HopperV5
     provides: ClassVar[frozenset[str]] = frozenset({"x_velocity", "is_healthy"})
-
-    def __init__(
-        self,
-        reward: Mapping[str, float] | None = None,
-        reward_params: Mapping[str, Mapping[str, Any]] | None = None,
-        normalize_reward: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        self._init_locomotion(HopperV5, reward, reward_params, normalize_reward, kwargs)

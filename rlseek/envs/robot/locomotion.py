@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-from gymnasium.utils import EzPickle
 
 from rlseek.envs.robot.base import WeightedRewardMixin
 
@@ -29,30 +27,6 @@ class LocomotionMixin(WeightedRewardMixin):
     has_health: ClassVar[bool] = True
     native_reward_kwargs: ClassVar[dict[str, str]] = WALKER_REWARD_KWARGS
 
-    def _init_locomotion(
-        self,
-        native_cls: type,
-        reward: Mapping[str, float] | None,
-        reward_params: Mapping[str, Mapping[str, Any]] | None,
-        normalize_reward: bool,
-        kwargs: dict[str, Any],
-    ) -> None:
-        self._reject_native_reward_kwargs(kwargs)
-        self._setup_reward(reward, reward_params, normalize_reward)
-        native_cls.__init__(self, **kwargs)
-        EzPickle.__init__(
-            self,
-            reward=reward,
-            reward_params=reward_params,
-            normalize_reward=normalize_reward,
-            **kwargs,
-        )
-
-    def reset_model(self) -> np.ndarray:
-        obs = super().reset_model()
-        self._last_obs = obs
-        return obs
-
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs = self._last_obs
         qpos = self.data.qpos
@@ -71,7 +45,5 @@ class LocomotionMixin(WeightedRewardMixin):
             info["is_healthy"] = healthy
             terminated = (not healthy) and self._terminate_when_unhealthy
         reward = self._score(obs, action, next_obs, info)
-        self._last_obs = next_obs
-        if self.render_mode == "human":
-            self.render()
+        self._end_step(next_obs)
         return next_obs, reward, terminated, False, info

@@ -7,10 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium.envs.mujoco.pusher_v5 import PusherEnv as PusherV5
-from gymnasium.utils import EzPickle
 
 from rlseek.envs.robot.base import WeightedRewardMixin
-from rlseek.envs.robot.specs import default_reward
 
 
 class PusherEnv(WeightedRewardMixin, PusherV5):
@@ -72,7 +70,7 @@ class PusherEnv(WeightedRewardMixin, PusherV5):
     """
 
     env_id: ClassVar[str] = "rlseek/Pusher-v0"
-    default_reward: ClassVar[dict[str, float]] = default_reward(env_id)
+    native_class: ClassVar[type] = PusherV5
     native_reward_kwargs: ClassVar[dict[str, str]] = {
         "reward_near_weight": "reward={'near': w}",
         "reward_dist_weight": "reward={'distance': w}",
@@ -88,23 +86,9 @@ class PusherEnv(WeightedRewardMixin, PusherV5):
         success_distance: float = 0.05,
         **kwargs: Any,
     ) -> None:
-        self._reject_native_reward_kwargs(kwargs)
-        self._setup_reward(reward, reward_params, normalize_reward)
         self._success_sq = float(success_distance) ** 2
-        PusherV5.__init__(self, **kwargs)
-        EzPickle.__init__(
-            self,
-            reward=reward,
-            reward_params=reward_params,
-            normalize_reward=normalize_reward,
-            success_distance=success_distance,
-            **kwargs,
-        )
-
-    def reset_model(self) -> np.ndarray:
-        obs = super().reset_model()
-        self._last_obs = obs
-        return obs
+        self._init_weighted(reward, reward_params, normalize_reward, kwargs,
+                            success_distance=success_distance)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs = self._last_obs
@@ -118,7 +102,5 @@ class PusherEnv(WeightedRewardMixin, PusherV5):
         }
         reward = self._score(obs, action, next_obs, info)
         info["is_success"] = bool(goal_vector @ goal_vector < self._success_sq)
-        self._last_obs = next_obs
-        if self.render_mode == "human":
-            self.render()
+        self._end_step(next_obs)
         return next_obs, reward, False, False, info

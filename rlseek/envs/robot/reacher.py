@@ -7,10 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium.envs.mujoco.reacher_v5 import ReacherEnv as ReacherV5
-from gymnasium.utils import EzPickle
 
 from rlseek.envs.robot.base import LevelsMixin, WeightedRewardMixin
-from rlseek.envs.robot.specs import default_reward
 
 # Fingertip position (m, world frame) with both joints at zero: where every episode starts,
 # up to the reset noise.
@@ -77,7 +75,7 @@ class ReacherEnv(WeightedRewardMixin, LevelsMixin, ReacherV5):
     """
 
     env_id: ClassVar[str] = "rlseek/Reacher-v0"
-    default_reward: ClassVar[dict[str, float]] = default_reward(env_id)
+    native_class: ClassVar[type] = ReacherV5
     native_reward_kwargs: ClassVar[dict[str, str]] = {
         "reward_dist_weight": "reward={'distance': w}",
         "reward_control_weight": "reward={'control': w}",
@@ -95,20 +93,10 @@ class ReacherEnv(WeightedRewardMixin, LevelsMixin, ReacherV5):
         success_distance: float = 0.02,
         **kwargs: Any,
     ) -> None:
-        self._reject_native_reward_kwargs(kwargs)
-        self._setup_reward(reward, reward_params, normalize_reward)
         self._success_sq = float(success_distance) ** 2
         self._init_level(level)
-        ReacherV5.__init__(self, **kwargs)
-        EzPickle.__init__(
-            self,
-            reward=reward,
-            reward_params=reward_params,
-            normalize_reward=normalize_reward,
-            level=level,
-            success_distance=success_distance,
-            **kwargs,
-        )
+        self._init_weighted(reward, reward_params, normalize_reward, kwargs,
+                            level=level, success_distance=success_distance)
 
     def _apply_level(self, level: int) -> None:
         # Read by reset_model; nothing else changes with the level.
@@ -144,7 +132,5 @@ class ReacherEnv(WeightedRewardMixin, LevelsMixin, ReacherV5):
         info: dict[str, Any] = {"goal_vector": goal_vector}
         reward = self._score(obs, action, next_obs, info)
         info["is_success"] = bool(goal_vector @ goal_vector < self._success_sq)
-        self._last_obs = next_obs
-        if self.render_mode == "human":
-            self.render()
+        self._end_step(next_obs)
         return next_obs, reward, False, False, info

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv as Walker2dV5
 
 from rlseek.envs.robot.locomotion import LocomotionMixin
-from rlseek.envs.robot.specs import default_reward
 
 
 class Walker2dEnv(LocomotionMixin, Walker2dV5):
@@ -69,14 +67,5 @@ class Walker2dEnv(LocomotionMixin, Walker2dV5):
     """
 
     env_id: ClassVar[str] = "rlseek/Walker2d-v0"
-    default_reward: ClassVar[dict[str, float]] = default_reward(env_id)
+    native_class: ClassVar[type] = Walker2dV5
     provides: ClassVar[frozenset[str]] = frozenset({"x_velocity", "is_healthy"})
-
-    def __init__(
-        self,
-        reward: Mapping[str, float] | None = None,
-        reward_params: Mapping[str, Mapping[str, Any]] | None = None,
-        normalize_reward: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        self._init_locomotion(Walker2dV5, reward, reward_params, normalize_reward, kwargs)

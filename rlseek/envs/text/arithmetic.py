@@ -24,10 +24,6 @@ class ArithmeticLevel:
     ops: str
     n_ops: int
 
-    def describe(self) -> str:
-        ops = " and ".join(repr(o) for o in self.ops)
-        return f"{self.digits}-digit operands, {self.n_ops} operator(s) from {ops}"
-
 
 LEVELS: tuple[ArithmeticLevel, ...] = (
     ArithmeticLevel(digits=1, ops="+", n_ops=1),  # 0: 3+5=

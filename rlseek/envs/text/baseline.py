@@ -28,6 +28,7 @@ import numpy as np
 from rlseek.envs.text.rollout import kv_cached_rollout
 from rlseek.envs.text.tasks import get_task, heldout_prompts
 from rlseek.envs.text.vector import TextVectorEnv
+from rlseek.models.loader import DEFAULT_MODEL
 from rlseek.rewards.text import distinct_n, positive_fraction, sentiment_score
 
 
@@ -91,7 +92,7 @@ def evaluate_lm(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Held-out figures of a causal LM on the text envs.")
-    ap.add_argument("--model", default="rlseek/tiny-lm")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=100)

@@ -7,7 +7,6 @@ lives in :mod:`rlseek.envs.text.env` (one sequence) and :mod:`rlseek.envs.text.v
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import numpy as np
 
 from rlseek.envs.text import arithmetic, reviews
 from rlseek.errors import DataError, RlseekError
+from rlseek.jsonl import read_jsonl
 from rlseek.rewards.text import sentiment_score
 
 
@@ -108,35 +108,25 @@ def load_prompts_file(path: str | os.PathLike[str], *, require_answer: bool
     turned into strings. Any problem raises :class:`DataError` naming the file and line.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"prompts file '{p}' does not exist (expected a JSONL file)")
     records: list[tuple[str, str | None]] = []
-    with p.open(encoding="utf-8") as fh:
-        for k, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"prompts file '{p}', line {k}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{where}: expected a JSON object like "
-                                f'{{"prompt": "12+34=", "answer": "46"}}, got {type(obj).__name__}')
-            if "prompt" not in obj:
-                raise DataError(f"{where}: missing field 'prompt'")
-            prompt = obj["prompt"]
-            if not isinstance(prompt, str) or not prompt:
-                raise DataError(f"{where}: field 'prompt' must be a non-empty string")
-            answer = obj.get("answer")
-            if answer is None and require_answer:
-                raise DataError(f"{where}: missing field 'answer' (this task scores answers)")
-            if answer is not None and (isinstance(answer, bool)
-                                       or not isinstance(answer, (str, int, float))):
-                raise DataError(f"{where}: field 'answer' must be a string or a number")
-            records.append((prompt, None if answer is None else str(answer)))
+    for _, where, obj in read_jsonl(p, "prompts file"):
+        if not isinstance(obj, dict):
+            raise DataError(f"{where}: expected a JSON object like "
+                            f'{{"prompt": "12+34=", "answer": "46"}}, got {type(obj).__name__}')
+        if "prompt" not in obj:
+            raise DataError(f"{where}: missing field 'prompt'")
+        prompt = obj["prompt"]
+        if not isinstance(prompt, str) or not prompt:
+            raise DataError(f"{where}: field 'prompt' must be a non-empty string")
+        answer = obj.get("answer")
+        if answer is None and require_answer:
+            raise DataError(f"{where}: missing field 'answer' (this task scores answers)")
+        if answer is not None and (isinstance(answer, bool)
+                                   or not isinstance(answer, (str, int, float))):
+            raise DataError(f"{where}: field 'answer' must be a string or a number")
+        records.append((prompt, None if answer is None else str(answer)))
     if not records:
-        raise DataError(f"prompts file '{p}' is empty; expected JSON lines like "
+        raise DataError(f"prompts file {p} is empty; expected JSON lines like "
                         '{"prompt": "12+34=", "answer": "46"}')
     return records
 

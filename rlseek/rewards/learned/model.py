@@ -30,12 +30,13 @@ import torch
 from torch import nn
 
 from rlseek.errors import RlseekError
+from rlseek.models.loader import DEFAULT_MODEL
 
 MARKER = "reward_model.json"
 HEAD_FILE = "score_head.safetensors"
 FORMAT = "rlseek-reward-model"
 FORMAT_VERSION = 1
-DEFAULT_BACKBONE = "rlseek/tiny-lm"
+DEFAULT_BACKBONE = DEFAULT_MODEL
 
 
 def resolve_backbone(name: str) -> str:
