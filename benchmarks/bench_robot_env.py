@@ -7,7 +7,8 @@ most 10 % of the native step rate (ratio ≥ 0.9).
 
     python benchmarks/bench_robot_env.py [--steps 20000] [--repeats 7]
 
-The last line is ``ratio=<rlseek steps/s ÷ native steps/s>``.
+The last line is ``ratio=<rlseek steps/s ÷ native steps/s>``; the figures also go to
+``figures/bench_robot_env.json`` (``--figures`` to choose another file), which the README quotes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 import rlseek  # noqa: F401  (registers the envs)
+from rlseek.figures import SOURCE_FIGURES, write_figures
 
 
 def steps_per_second(env: gym.Env, actions: np.ndarray, seed: int = 0) -> float:
@@ -38,6 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per timed run")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per env, interleaved")
+    parser.add_argument("--figures", default=str(SOURCE_FIGURES / "bench_robot_env.json"),
+                        help="figure file to write (JSON)")
     args = parser.parse_args()
 
     envs = {"rlseek/Reacher-v0": gym.make("rlseek/Reacher-v0"), "Reacher-v5": gym.make("Reacher-v5")}
@@ -59,6 +63,11 @@ def main() -> None:
         )
     ratio = statistics.median(rates["rlseek/Reacher-v0"]) / statistics.median(rates["Reacher-v5"])
     print(f"ratio={ratio:.3f}")
+    write_figures(args.figures, "bench_robot_env", {
+        "ratio": ratio, "steps": args.steps, "repeats": args.repeats,
+        "rlseek_steps_per_second": statistics.median(rates["rlseek/Reacher-v0"]),
+        "native_steps_per_second": statistics.median(rates["Reacher-v5"]),
+    })
 
 
 if __name__ == "__main__":

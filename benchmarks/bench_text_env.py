@@ -9,6 +9,9 @@ reported, because the machine is shared. ``ratio = env tokens/s / generate token
 means stepping the env costs nothing over generate.
 
     python benchmarks/bench_text_env.py [--batch 64 --new-tokens 32 --rounds 7]
+
+The figures also go to ``figures/bench_text_env.json`` (``-cuda`` added on a GPU;
+``--figures`` chooses another file), which the README quotes.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     # other processes and made both sides ~7x slower here; the ratio is what matters.
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--figures", help="figure file to write (default figures/bench_text_env[-cuda].json)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     from rlseek.envs.text import make_text_vector_env
     from rlseek.envs.text.rollout import kv_cached_rollout
+    from rlseek.figures import SOURCE_FIGURES, write_figures
     from rlseek.models import load_causal_lm, resolve_device
 
     device = resolve_device(args.device)
@@ -82,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
           f"(median of {args.rounds}; batch {args.batch}, {args.new_tokens} new tokens, {device})")
     print(f"model.generate:               {gen_med:,.0f} tokens/s")
     print(f"ratio={env_med / gen_med:.3f}")
+    suffix = "-cuda" if device.startswith("cuda") else ""
+    write_figures(args.figures or SOURCE_FIGURES / f"bench_text_env{suffix}.json", "bench_text_env", {
+        "ratio": env_med / gen_med, "env_tokens_per_second": env_med,
+        "generate_tokens_per_second": gen_med, "batch": args.batch, "new_tokens": args.new_tokens,
+        "rounds": args.rounds, "device": device,
+    })
     return 0
 
 

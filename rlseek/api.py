@@ -179,20 +179,16 @@ def synthesize_preferences(
     n: int,
     out: str | Path,
     *,
-    noise: float = 0.1,
-    seed: int = 0,
-    policy: str = DEFAULT_MODEL,
-    temperature: float | None = None,
-    heldout: bool = False,
-    score_term: str | None = None,
     device: str = "cpu",
     imports: Sequence[str] = (),
     force: bool = False,
-    log: Callable[[str], None] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Sample ``n`` completion pairs on text env ``task`` and label them with the scripted
-    annotator (see :func:`rlseek.reward_models.synth.synthesize`); write them to ``out`` (JSONL,
-    atomically; an existing file only with ``force``). Returns the synthesis figures."""
+    """Sample ``n`` completion pairs on text env ``task``, label them with the scripted
+    annotator and write them to ``out`` (JSONL, atomically; an existing file only with
+    ``force``). ``options`` are :func:`rlseek.reward_models.synth.synthesize`'s keyword
+    arguments (``noise``, ``seed``, ``policy``, ``temperature``, ``heldout``, ``score_term``,
+    ``log``). Returns the synthesis figures."""
     from rlseek.models.loader import resolve_device
     from rlseek.reward_models.data import PreferenceDataset
     from rlseek.reward_models.synth import get_task, synthesize
@@ -206,10 +202,7 @@ def synthesize_preferences(
     _quiet_transformers()
     dev = resolve_device(device)
     _set_threads(dev)
-    pairs, stats = synthesize(
-        task, n, noise=noise, seed=seed, policy=policy, temperature=temperature, heldout=heldout,
-        score_term=score_term, device=dev, log=log,
-    )
+    pairs, stats = synthesize(task, n, device=dev, **options)
     atomic_write_text(out, PreferenceDataset(pairs).to_jsonl())
     stats["out"] = str(out)
     return stats

@@ -12,7 +12,9 @@ Stages (each calls the Python API that the listed ``rlseek`` commands call, in t
    bootstrap CIs, P(BCQ > BC)).
 
 The report (``report.md``) is written from the runs' own ``summary.json`` / ``metrics.json`` /
-``results.json`` files; nothing in it is typed by hand. Budgets are small (``--quick`` smaller
+``results.json`` files; nothing in it is typed by hand. ``figures.json`` holds the same figures
+and each stage's headline numbers (``values``) as a figure file (:mod:`rlseek.figures`); the
+README's demo figures are checked against the committed ``figures/demo-quick.json``. Budgets are small (``--quick`` smaller
 still), so the figures show that everything runs end to end, not what full-size runs reach: the
 report lists the full-size commands.
 """
@@ -57,6 +59,8 @@ class StageResult:
     commands: list[str] = field(default_factory=list)
     full_commands: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    values: dict[str, Any] = field(default_factory=dict)
+    """The stage's headline numbers, unformatted (what the README quotes)."""
 
 
 def _call(argv: list[str], log: Path, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -138,6 +142,8 @@ def stage_robot(out: Path, quick: bool, log: Path) -> StageResult:
     if plot:
         res.plots.append(plot)
     res.figures["curve (steps, return)"] = [[int(s), round(float(r), 2)] for s, r in curve]
+    res.values = {"env_steps": summary.get("total_steps"), "eval_mean_return": ev["mean_return"],
+                  "eval_episodes": ev["episodes"]}
     res.commands.append("rlseek " + " ".join(argv))
     res.full_commands.append("rlseek train examples/configs/reacher_sac.yaml --out runs/reacher-sac")
     return res
@@ -165,6 +171,8 @@ def stage_rlhf_data(out: Path, quick: bool, log: Path) -> StageResult:
             v = (metrics.get(split) or {}).get(k)
             if isinstance(v, (int, float)):
                 res.figures[f"{split} {k.replace('_', ' ')}"] = v
+    res.values = {"pairs": n, "eval_accuracy": (metrics.get("eval") or {}).get("accuracy"),
+                  "eval_pairs": (metrics.get("eval") or {}).get("n")}
     if isinstance(metrics.get("pairs_per_second"), (int, float)):
         res.figures["training pairs per second"] = metrics["pairs_per_second"]
     hist = metrics.get("history") or []
@@ -207,6 +215,8 @@ def stage_rlhf_ppo(out: Path, quick: bool, log: Path) -> StageResult:
         v = summary.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             res.figures[key.replace("_", " ")] = v
+    res.values = {k: summary.get(k) for k in ("completions", "base_positive_fraction",
+                                              "final_positive_fraction", "final_kl")}
     for key in ("base_eval", "eval"):
         terms = (summary.get(key) or {}).get("terms") or {}
         for term, v in terms.items():
@@ -244,6 +254,7 @@ def stage_offline(out: Path, quick: bool, log: Path) -> StageResult:
     _call(a2, log, compare, data, out / "offline", compare_settings, log=print)
     results = json.loads((out / "offline" / "results.json").read_text())
     res.figures = _offline_figures(results)
+    res.values = _offline_values(results)
     if (out / "offline" / "plot.png").exists():
         res.plots.append("offline/plot.png")
     res.commands += ["rlseek " + " ".join(a1), "rlseek " + " ".join(a2)]
@@ -272,6 +283,19 @@ def _offline_figures(results: dict[str, Any]) -> dict[str, Any]:
     for pair, block in (results.get("probability_of_improvement") or {}).items():
         figs[f"P({pair}) [95% CI]"] = f"{block['estimate']:.2f} [{block['ci_low']:.2f}, {block['ci_high']:.2f}]"
     return figs
+
+
+def _offline_values(results: dict[str, Any]) -> dict[str, Any]:
+    ds = results.get("dataset") or {}
+    values: dict[str, Any] = {"n_transitions": ds.get("n_transitions")}
+    for algo, block in (results.get("summary") or {}).items():
+        iqm = block.get("iqm") or {}
+        values[f"{algo}_iqm"] = iqm.get("estimate")
+        values[f"{algo}_ci"] = [iqm.get("ci_low"), iqm.get("ci_high")]
+        values["seeds"] = block.get("runs")
+    for pair, block in (results.get("probability_of_improvement") or {}).items():
+        values[f"p({pair})"] = block.get("estimate")
+    return values
 
 
 STAGES: list[tuple[str, Callable[[Path, bool, Path], StageResult]]] = [
@@ -321,8 +345,26 @@ def write_report(out: Path, results: list[StageResult], quick: bool, seconds: fl
     return path
 
 
-def run_demo(out: str | Path, quick: bool = False, stages: list[str] | None = None) -> Path:
-    """Run the demo stages into ``out`` (must be new or empty) and return the report's path."""
+def write_figures_file(path: Path, results: list[StageResult], quick: bool, seconds: float,
+                       command: str | None = None) -> Path:
+    """Write the demo's figure file (see :mod:`rlseek.figures`) from the stage results."""
+    from rlseek.figures import write_figures
+
+    figures = {
+        "mode": "quick" if quick else "full",
+        "seconds": seconds,
+        "stages": {r.name: {"title": r.title, "seconds": r.seconds, "values": r.values,
+                            "figures": r.figures} for r in results},
+    }
+    return write_figures(path, "demo-quick" if quick else "demo", figures, command=command)
+
+
+def run_demo(out: str | Path, quick: bool = False, stages: list[str] | None = None,
+             figures: str | Path | None = None) -> Path:
+    """Run the demo stages into ``out`` (must be new or empty) and return the report's path.
+
+    ``out/figures.json`` gets the figures as a figure file; ``figures`` names a second copy
+    (e.g. ``figures/demo-quick.json`` in the source tree)."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -340,4 +382,8 @@ def run_demo(out: str | Path, quick: bool = False, stages: list[str] | None = No
             r.seconds = time.time() - ts
             results.append(r)
             bar.update(1)
-    return write_report(out, results, quick, time.time() - t0)
+    seconds = time.time() - t0
+    command = "rlseek demo" + (" --quick" if quick else "") + (f" --stages {','.join(stages)}" if stages else "")
+    for path in [out / "figures.json", *([Path(figures)] if figures else [])]:
+        write_figures_file(path, results, quick, seconds, command=command)
+    return write_report(out, results, quick, seconds)

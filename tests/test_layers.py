@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "rlseek.config": 0,
     "rlseek.runs": 0,
     "rlseek.jsonl": 0,
+    "rlseek.figures": 0,
     "rlseek.evaluation": 0,
     "rlseek.models": 0,
     # MLflow run tracking sits with the run directory it mirrors, so agents may log through it.
