@@ -164,12 +164,9 @@ class DecodeSettings:
     """Decode-step implementation: ``"dynamic"``."""
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if self.exit_check_every < 1:
-            raise ValueError(f"exit_check_every must be >= 1, got {self.exit_check_every}")
+        for name, low in (("temperature", 0), ("top_k", 0), ("exit_check_every", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
         if self.cache != "dynamic":
             raise ValueError(f"cache must be 'dynamic', got {self.cache!r}")
 
