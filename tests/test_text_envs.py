@@ -232,7 +232,7 @@ def test_vector_env_reset_options_and_errors() -> None:
     assert a.reset(seed=7)[1] == b.reset(seed=7)[1]
 
 
-def test_kv_cached_rollout_matches_generate(lm) -> None:
+def test_engine_rollout_through_the_vector_env_matches_generate(lm) -> None:
     import torch
 
     from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
