@@ -26,11 +26,10 @@ import time
 import torch
 
 from rlseek.agents.lm_ppo.config import LmPpoConfig
-from rlseek.agents.lm_ppo.core import sample_tokens
 from rlseek.agents.lm_ppo.model import build_policy
-from rlseek.agents.lm_ppo.rollout import generate_rollout
 from rlseek.agents.lm_ppo.trainer import PPOTrainer
 from rlseek.envs.text import make_text_vector_env
+from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine, policy_logits, sample_tokens
 from rlseek.models.loader import load_causal_lm
 
 
@@ -52,7 +51,9 @@ def naive_loop(lm: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, max_n
     for _ in range(max_new):
         pos = (mask.cumsum(-1) - 1).clamp_min(0)
         logits = lm(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits[:, -1]
-        tok = torch.where(done, torch.full_like(done, pad, dtype=torch.long), sample_tokens(logits, temperature, generator=gen))
+        scores = policy_logits(logits, temperature, banned_ids=(pad,))
+        tok = torch.where(done, torch.full_like(done, pad, dtype=torch.long),
+                          sample_tokens(scores, temperature, generator=gen))
         new.append(tok)
         ids = torch.cat([ids, tok[:, None]], 1)
         mask = torch.cat([mask, (~done).long()[:, None]], 1)
@@ -79,7 +80,10 @@ def main() -> None:
     env = make_text_vector_env(args.env, args.batch, max_new_tokens=args.max_new_tokens)
     cfg = LmPpoConfig(temperature=args.temperature)
     policy, reference = build_policy(lm, cfg)
-    trainer = PPOTrainer(policy, reference, cfg, torch.device("cpu"))
+    engine = RolloutEngine.for_env(policy.lm, env)
+    decode = DecodeSettings(temperature=args.temperature)
+    trainer = PPOTrainer(policy, reference, cfg, torch.device("cpu"), vocab_size=engine.vocab_size,
+                         banned_ids=engine.banned_ids(decode))
     gen = torch.Generator().manual_seed(0)
     eos, pad = env.eos_token_id, env.pad_token_id
 
@@ -88,7 +92,7 @@ def main() -> None:
                                      "model.generate": [], "naive loop": []}
     for r in range(args.repeats + 1):  # the first round warms up and is not counted
         t0 = time.perf_counter()
-        ro = generate_rollout(policy.lm, env, temperature=args.temperature, generator=gen, seed=r)
+        ro = engine.rollout(env, decode, generator=gen, seed=r)
         t_roll = time.perf_counter() - t0
         t0 = time.perf_counter()
         env.score(ro.prompts, ro.answers, [row[m.bool()].tolist() for row, m in zip(ro.response_ids, ro.response_mask)])

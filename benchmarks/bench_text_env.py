@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from rlseek.envs.text import make_text_vector_env
-    from rlseek.envs.text.rollout import kv_cached_rollout
+    from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
     from rlseek.figures import SOURCE_FIGURES, write_figures
     from rlseek.models import load_causal_lm, resolve_device
 
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ids = torch.as_tensor(obs["input_ids"], device=device)
     mask = torch.as_tensor(obs["attention_mask"], device=device)
     tokens = args.batch * args.new_tokens
+    engine = RolloutEngine.for_env(model, venv, device)
+    settings = DecodeSettings(temperature=1.0, suppress_eos=True)
 
     def sync() -> None:
         if device.startswith("cuda"):
@@ -58,10 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     def run_env(seed: int) -> float:
         sync()
         t0 = time.perf_counter()
-        out = kv_cached_rollout(model, venv, seed=seed, options=options, suppress_eos=True)
+        gen = torch.Generator(device=device).manual_seed(seed)
+        out = engine.rollout(venv, settings, generator=gen, seed=seed, options=options)
         sync()
         dt = time.perf_counter() - t0
-        assert sum(len(c) for c in out["completion_ids"]) == tokens
+        assert sum(len(c) for c in out.completion_ids) == tokens
         return tokens / dt
 
     @torch.no_grad()

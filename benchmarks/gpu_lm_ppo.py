@@ -5,7 +5,7 @@ randomly initialised (no download). A random model almost never emits EOS and it
 is not rlseek's tokenizer's, so instead of a text task the rollouts run through a
 fixed-length vector env defined here: ``--batch`` random prompts of ``--prompt-len`` tokens,
 each episode exactly ``--new-tokens`` tokens, score 0. Everything else is lm-ppo's own code
-path: the KV-cached :func:`generate_rollout`, and :class:`PPOTrainer.step` (old/reference
+path: the KV-cached :class:`~rlseek.envs.text.rollout.RolloutEngine`, and :class:`PPOTrainer.step` (old/reference
 forward, GAE, ``ppo_epochs`` × ``num_minibatches`` clipped updates).
 
 Figures (one JSON line on stdout):
@@ -38,8 +38,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from rlseek.agents.lm_ppo.config import LmPpoConfig
 from rlseek.agents.lm_ppo.model import build_policy
-from rlseek.agents.lm_ppo.rollout import generate_rollout
 from rlseek.agents.lm_ppo.trainer import PPOTrainer, autocast
+from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 
 
 class FixedLengthEnv:
@@ -91,7 +91,6 @@ def main() -> None:
         raise SystemExit("gpu_lm_ppo.py needs a CUDA device (or --device cpu for a smoke test)")
     device = torch.device(args.device)
     torch.manual_seed(0)
-    torch.backends.cuda.matmul.allow_tf32 = True
     lm = GPT2LMHeadModel(GPT2Config()).to(device)
     cfg = LmPpoConfig(model="gpt2-random", dtype=args.dtype, ppo_epochs=4, num_minibatches=4)
     policy, reference = build_policy(lm, cfg)
@@ -100,10 +99,11 @@ def main() -> None:
     trainer = PPOTrainer(policy, reference, cfg, device)
     env = FixedLengthEnv(args.batch, args.prompt_len, args.new_tokens, lm.config.vocab_size)
     gen = torch.Generator(device=device).manual_seed(0)
+    engine = RolloutEngine.for_env(policy.lm, env, device)  # FixedLengthEnv: no EOS, no pad
 
     def rollout(seed: int):  # type: ignore[no-untyped-def]
         with autocast(device, cfg.dtype):
-            return generate_rollout(policy.lm, env, temperature=1.0, generator=gen, device=device, seed=seed)
+            return engine.rollout(env, DecodeSettings(temperature=1.0), generator=gen, seed=seed)
 
     ro = rollout(0)  # warm-up (kernels, allocator)
     trainer.step(ro)

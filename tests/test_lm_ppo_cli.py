@@ -88,17 +88,42 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, finished_ru
         json.loads((finished_run / "summary.json").read_text())["final_kl_coef"])
 
 
-def test_eval_scores_a_prompts_file(finished_run: Path, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_scores_an_eval_prompts_file_honouring_episodes(finished_run: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "12+34=", "answer": "46"}\n{"prompt": "3+5=", "answer": 8}\n'
                        '{"prompt": "20+22=", "answer": "42"}\n')
     capsys.readouterr()
-    assert main(["eval", str(finished_run), "--set", f"env.kwargs.prompts_file={prompts}", "--json"]) == 0
+    assert main(["eval", str(finished_run), "--set", f"agent.params.eval_prompts_file={prompts}",
+                 "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["episodes"] == 3 and result["prompts"] == str(prompts)
+    assert result["episodes"] == 3 and result["prompts"] == f"eval_prompts_file {prompts} (3 prompts)"
     assert result["decoding"] == "greedy" and 0.0 <= result["exact_match"] <= 1.0
     assert [e["prompt"] for e in result["examples"]] == ["12+34=", "3+5=", "20+22="]
+    assert main(["eval", str(finished_run), "--episodes", "2", "--set",
+                 f"agent.params.eval_prompts_file={prompts}", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 2
+
+
+def test_eval_with_a_training_prompts_file_scores_only_its_held_out_split(
+        finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rlseek.envs.text.split import is_heldout
+
+    records = [(f"{a}+{b}=", a + b) for a in range(10, 20) for b in range(40, 46)]
+    held = [p for p, _ in records if is_heldout("arithmetic", p)]
+    assert 0 < len(held) < len(records)
+    prompts = tmp_path / "train.jsonl"
+    prompts.write_text("".join(f'{{"prompt": "{p}", "answer": {a}}}\n' for p, a in records))
+    capsys.readouterr()
+    assert main(["eval", str(finished_run), "--episodes", "50", "--set",
+                 f"env.kwargs.prompts_file={prompts}", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["episodes"] == len(held)  # not the 60 training prompts
+    assert result["prompts"].startswith(f"held-out split of prompts_file {prompts}")
+    assert [e["prompt"] for e in result["examples"]] == held[:5]
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert summary["eval_prompts"] == "built-in held-out prompts"
+    assert summary["eval"]["episodes"] == summary["base_eval"]["episodes"] == 8
 
 
 def test_lora_run_merges_adapter_into_final(tmp_path: Path) -> None:

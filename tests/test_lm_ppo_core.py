@@ -160,7 +160,7 @@ def test_sampling_follows_tempered_distribution_and_zero_is_greedy() -> None:
     logits = torch.tensor([[2.0, 1.0, 0.0]]).repeat(20_000, 1)
     g = torch.Generator().manual_seed(0)
     for temp in (0.5, 2.0):
-        draws = core.sample_tokens(logits, temp, generator=g)
+        draws = core.sample_tokens(core.tempered_logits(logits, temp), temp, generator=g)
         freq = torch.bincount(draws, minlength=3).float() / len(draws)
         want = torch.softmax(torch.tensor([2.0, 1.0, 0.0]) / temp, 0)
         torch.testing.assert_close(freq, want, atol=0.015, rtol=0)
@@ -202,3 +202,47 @@ def test_explained_variance() -> None:
     assert core.explained_variance(target, target, mask) == pytest.approx(1.0)
     assert core.explained_variance(torch.full_like(target, 2.0), target, mask) == pytest.approx(0.0)
     assert math.isnan(core.explained_variance(target, torch.ones_like(target), mask))
+
+
+def test_kl_penalty_gradients_against_the_exact_kl_gradient() -> None:
+    """How each KL option moves a 50-way softmax policy near its reference, against the exact
+    ∇KL(π ‖ π_ref): in the reward (detached, policy gradient E[k·∇log π]) only k1 is right
+    (k3 there points elsewhere and is tiny); as a differentiated loss (E[∇k]) k2 is exact and
+    k3 (GRPO's) agrees to first order, while k1 gives nothing. The config refuses the wrong
+    pairs."""
+    from rlseek.agents.lm_ppo.config import LmPpoConfig
+    from rlseek.errors import ConfigError
+
+    gen = torch.Generator().manual_seed(0)
+    ref_logp = torch.log_softmax(torch.randn(50, generator=gen), -1)
+    theta = (ref_logp + 0.05 * torch.randn(50, generator=gen)).requires_grad_()
+
+    def grad(f) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        theta.grad = None
+        f(torch.log_softmax(theta, -1)).backward()
+        return theta.grad.clone()
+
+    exact = grad(lambda logp: (logp.exp() * (logp - ref_logp)).sum())
+
+    def in_reward(est: str) -> torch.Tensor:
+        return grad(lambda logp: (logp.exp().detach() * core.kl_estimate(logp.detach(), ref_logp, est)
+                                  * logp).sum())
+
+    def in_loss(est: str) -> torch.Tensor:  # the expectation over x ~ π as π-weighted mean
+        return grad(lambda logp: core.kl_penalty_loss(logp, ref_logp, logp.exp().detach(), est))
+
+    def cos(g: torch.Tensor) -> float:
+        return float(torch.nn.functional.cosine_similarity(g, exact, dim=0))
+
+    assert cos(in_reward("k1")) > 0.999
+    assert cos(in_reward("k3")) < 0.0 and in_reward("k3").norm() < 0.05 * exact.norm()
+    assert cos(in_loss("k2")) > 0.999
+    assert cos(in_loss("k3")) > 0.99
+    assert in_loss("k1").norm() < 1e-5 * exact.norm()
+    LmPpoConfig(kl_estimator="k1").validate()
+    LmPpoConfig(kl_penalty="loss", kl_estimator="k2").validate()
+    LmPpoConfig(kl_penalty="loss", kl_estimator="k3").validate()
+    for bad in ({"kl_estimator": "k3"}, {"kl_estimator": "k2"},
+                {"kl_penalty": "loss", "kl_estimator": "k1"}):
+        with pytest.raises(ConfigError, match="kl_estimator"):
+            LmPpoConfig.from_params(bad)

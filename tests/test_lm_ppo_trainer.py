@@ -12,8 +12,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from rlseek.agents.lm_ppo import core
 from rlseek.agents.lm_ppo.config import LmPpoConfig
 from rlseek.agents.lm_ppo.model import build_policy, forward_response, sequence_inputs
-from rlseek.agents.lm_ppo.rollout import Rollout
 from rlseek.agents.lm_ppo.trainer import PPOTrainer
+from rlseek.envs.text.rollout import Rollout
 
 PAD, EOS = 0, 2
 
@@ -44,10 +44,11 @@ def rollout(scores: list[float], eos: list[bool]) -> Rollout:
                    prompts=[""] * 4, answers=[None] * 4)
 
 
-def make_trainer(**overrides: object) -> PPOTrainer:
+def make_trainer(device: str = "cpu", total_iterations: int | None = None,
+                 **overrides: object) -> PPOTrainer:
     cfg = LmPpoConfig(**{"num_minibatches": 2, "ppo_epochs": 2, "learning_rate": 1e-3, **overrides})
     policy, reference = build_policy(tiny_lm(), cfg)
-    return PPOTrainer(policy, reference, cfg, torch.device("cpu"))
+    return PPOTrainer(policy, reference, cfg, torch.device(device), total_iterations=total_iterations)
 
 
 def test_shape_scores_normalizes_penalizes_missing_eos_and_clips() -> None:
@@ -111,7 +112,8 @@ def test_early_stop_kl_stops_the_epochs() -> None:
 def test_step_updates_controllers_and_state_round_trips() -> None:
     # k3 (never negative): these hand-built completions are not samples of the policy, so
     # k1's sum could come out negative
-    tr = make_trainer(kl_target=1e-6, kl_horizon=10, kl_estimator="k3", ent_control="adaptive",
+    tr = make_trainer(kl_target=1e-6, kl_horizon=10, kl_penalty="loss", kl_estimator="k3",
+                      ent_control="adaptive",
                       ent_target=100.0)
     ro = rollout([1.0, -1.0, 0.5, 2.0], [True, True, True, True])
     tr.step(ro)  # KL exactly 0 (policy = reference): below target, β shrinks by 20 % × 4/10
@@ -123,3 +125,63 @@ def test_step_updates_controllers_and_state_round_trips() -> None:
     other = make_trainer()
     other.load_state_dict(state)
     assert other.state_dict() == state
+
+
+@pytest.mark.parametrize("minibatches,accum", [(1, 2), (1, 4), (2, 2)])
+def test_gradient_accumulation_equals_the_unaccumulated_step(minibatches: int, accum: int) -> None:
+    # rows of 3, 1, 4 and 2 tokens: micro-batches hold different token counts, so a plain
+    # mean of micro-batch losses would weight tokens unequally
+    ro = rollout([1.0, -1.0, 0.5, 2.0], [True, False, True, True])
+    plain = make_trainer(num_minibatches=minibatches, ppo_epochs=2)
+    accumulated = make_trainer(num_minibatches=minibatches, ppo_epochs=2, grad_accum_steps=accum)
+    s_plain, s_acc = plain.step(ro), accumulated.step(ro)
+    for a, b in zip(plain.policy.parameters(), accumulated.policy.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    for key in ("losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl",
+                "losses/grad_norm"):
+        assert s_acc[key] == pytest.approx(s_plain[key], rel=1e-4, abs=1e-7), key
+
+
+def test_linear_lr_schedule_decays_over_the_run_and_resumes() -> None:
+    ro = rollout([1.0, -1.0, 0.5, 2.0], [True, True, True, True])
+    tr = make_trainer(total_iterations=4, lr_schedule="linear", learning_rate=1e-3, ppo_epochs=1)
+    rates = []
+    for _ in range(2):
+        rates.append(tr.step(ro)["charts/learning_rate"])
+        assert tr.optimizer.param_groups[0]["lr"] == rates[-1]
+    resumed = make_trainer(total_iterations=4, lr_schedule="linear", learning_rate=1e-3, ppo_epochs=1)
+    resumed.load_state_dict(copy.deepcopy(tr.state_dict()))
+    rates += [resumed.step(ro)["charts/learning_rate"] for _ in range(2)]
+    assert rates == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4])
+    const = make_trainer(ppo_epochs=1)
+    assert [const.step(ro)["charts/learning_rate"] for _ in range(2)] == [1e-3, 1e-3]
+    with pytest.raises(ValueError, match="total_iterations"):
+        make_trainer(lr_schedule="linear")
+
+
+def test_tf32_is_an_agent_setting_applied_on_cuda_only() -> None:
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = matmul.fp32_precision, conv.fp32_precision
+    try:
+        matmul.fp32_precision = conv.fp32_precision = "ieee"
+        make_trainer(device="cpu")
+        assert matmul.fp32_precision == "ieee"  # nothing changes off CUDA
+        make_trainer(device="cuda")  # the default: TF32 on
+        assert matmul.fp32_precision == "tf32" and conv.fp32_precision == "tf32"
+        make_trainer(device="cuda", tf32=False)
+        assert matmul.fp32_precision == "ieee" and conv.fp32_precision == "ieee"
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved
+
+
+def test_kl_penalty_as_a_loss_keeps_it_out_of_the_rewards() -> None:
+    tr = make_trainer(reward_norm=False, whiten_advantages=False, kl_control="fixed", kl_coef=0.5,
+                      gamma=0.0, lam=0.0, kl_penalty="loss", kl_estimator="k3")
+    with torch.no_grad():  # move the policy away from the reference
+        for p in tr.policy.lm.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ro = rollout([0.0, 0.0, 0.0, 0.0], [True, True, True, True])
+    batch, stats = tr.prepare(ro)
+    assert (batch["advantages"] == 0).all()  # score 0, no KL in the reward, values 0
+    assert stats["charts/kl_ref"] > 0  # the k3 sequence KL is still measured for the controller
+    assert tr.update(batch)["losses/kl_penalty"] > 0

@@ -127,6 +127,30 @@ def test_prompts_file_is_used(tmp_path: Path) -> None:
     assert gym.make("rlseek/Reviews-v0", prompts_file=g).unwrapped.reset()[1]["answer"] is None
 
 
+def test_prompts_file_holds_out_its_hash_split(tmp_path: Path) -> None:
+    records = [(f"{a}+{b}=", str(a + b)) for a in range(10, 20) for b in range(30, 36)]
+    held = {p for p, _ in records if is_heldout("arithmetic", p)}
+    assert 0 < len(held) < len(records)
+    f = write(tmp_path / "p.jsonl", "".join(f'{{"prompt": "{p}", "answer": "{a}"}}\n' for p, a in records))
+    env = gym.make("rlseek/Arithmetic-v0", prompts_file=str(f)).unwrapped
+    single = {env.reset(seed=s)[1]["prompt"] for s in range(300)}
+    venv = make_text_vector_env("rlseek/Arithmetic-v0", 50, prompts_file=str(f))
+    vector = {p for s in range(6) for p in venv.reset(seed=s)[1]["prompts"]}
+    assert not (single | vector) & held  # evaluation prompts are never trained on
+    assert len(vector) > len(records) - len(held) - 5  # and the rest all are
+    only_held = write(tmp_path / "h.jsonl", "".join(f'{{"prompt": "{p}", "answer": "1"}}\n' for p in held))
+    with pytest.raises(DataError, match="held-out split"):
+        make_text_vector_env("rlseek/Arithmetic-v0", 2, prompts_file=str(only_held))
+
+
+def test_vector_env_enforces_max_prompt_tokens() -> None:
+    venv = make_text_vector_env("rlseek/Arithmetic-v0", 1, max_prompt_tokens=3)
+    with pytest.raises(RlseekError, match="max_prompt_tokens=3"):
+        venv.reset(options={"prompts": ["12+34="], "answers": ["46"]})
+    ok = make_text_vector_env("rlseek/Arithmetic-v0", 1)
+    assert ok.reset(options={"prompts": ["12+34="], "answers": ["46"]})[0]["input_ids"].shape[1] > 3
+
+
 @pytest.mark.parametrize("content, message", [
     (None, r"prompts file .*missing.jsonl does not exist"),
     ("", r"prompts file .*\.jsonl is empty"),
@@ -208,18 +232,19 @@ def test_vector_env_reset_options_and_errors() -> None:
     assert a.reset(seed=7)[1] == b.reset(seed=7)[1]
 
 
-def test_kv_cached_rollout_matches_generate(lm) -> None:
+def test_engine_rollout_through_the_vector_env_matches_generate(lm) -> None:
     import torch
 
-    from rlseek.envs.text.rollout import kv_cached_rollout
+    from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 
     model, tok = lm
     venv = make_text_vector_env("rlseek/Reviews-v0", 6, max_new_tokens=12)
     held = heldout_prompts("rlseek/Reviews-v0", n=6, seed=1)
-    info = kv_cached_rollout(model, venv, options=held, do_sample=False)
+    ro = RolloutEngine.for_env(model, venv).rollout(venv, DecodeSettings(temperature=0.0), options=held)
     enc = tok(held["prompts"], return_tensors="pt", padding=True)
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=12, do_sample=False)
-    for row, ids in zip(out[:, enc["input_ids"].shape[1]:].tolist(), info["completion_ids"]):
+    for row, ids in zip(out[:, enc["input_ids"].shape[1]:].tolist(), ro.completion_ids):
         assert row[:len(ids)] == ids
-    assert np.allclose(info["rewards"], info["reward_total"])
+    totals, _terms, _texts = venv.score(ro.prompts, ro.answers, ro.completion_ids)
+    assert np.allclose(ro.scores, totals)

@@ -111,24 +111,18 @@ class ScriptedAnnotator:
         return first
 
 
-def _generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> list[tuple[list[int], bool]]:
-    """Two sampled completions per prompt (temperature 1, no top-k/top-p): (ids, ended with EOS)."""
-    import torch
+def _generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int,
+              generator: Any) -> list[tuple[list[int], bool]]:
+    """Two sampled completions per prompt (temperature 1, no top-k), through rlseek's rollout
+    engine: [(ids with EOS if any, ended with EOS)] for prompt 0 twice, prompt 1 twice, ..."""
+    from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 
-    enc = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
-    with torch.no_grad():
-        out = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                             max_new_tokens=max_new_tokens, num_return_sequences=2,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    new = out[:, enc["input_ids"].shape[1]:].tolist()
-    rows = []
-    for ids in new:
-        if tokenizer.eos_token_id in ids:
-            cut = ids.index(tokenizer.eos_token_id)
-            rows.append((ids[: cut + 1], True))
-        else:
-            rows.append(([t for t in ids if t != tokenizer.pad_token_id], False))
-    return rows
+    doubled = [p for p in prompts for _ in range(2)]
+    enc = tokenizer(doubled, return_tensors="pt", padding=True)
+    engine = RolloutEngine.for_tokenizer(model, tokenizer)
+    gen = engine.decode(enc["input_ids"], enc["attention_mask"], max_new_tokens,
+                        DecodeSettings(temperature=1.0), generator=generator)
+    return list(zip(gen.rows(), gen.eos.tolist()))
 
 
 def synthesize(
@@ -168,8 +162,8 @@ def synthesize(
     tau = float(temperature if temperature is not None else task.temperature)
     rng = np.random.default_rng(seed)
     annotator = ScriptedAnnotator(tau, noise, np.random.default_rng([seed, 1]))
-    torch.manual_seed(seed)
     model, tokenizer = load_causal_lm(policy, device=device)
+    sampler = torch.Generator(device=model.device).manual_seed(seed)
     pairs: list[PreferencePair] = []
     ties = 0
     attempts = 0
@@ -182,7 +176,7 @@ def synthesize(
         drawn = [task.prompts(rng, heldout) for _ in range(prompts_per_batch)]
         attempts += len(drawn)
         prompts = [p for p, _ in drawn]
-        rows = _generate(model, tokenizer, prompts, task.max_new_tokens)
+        rows = _generate(model, tokenizer, prompts, task.max_new_tokens, sampler)
         texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids, _ in rows]
         batch = TextBatch(
             prompts=[p for p in prompts for _ in range(2)],

@@ -2,8 +2,9 @@
 
 Modules, each with one job: ``config`` (the typed, documented hyperparameters), ``core`` (GAE,
 clipped losses, masked whitening, KL estimators), ``controllers`` (β and α), ``model`` (policy
-with value head, reference, LoRA), ``rollout`` (KV-cached rollouts through the text vector
-env), ``trainer`` (one PPO iteration), ``evaluation`` and ``agent`` (runs, checkpoints, eval).
+with value head, reference, LoRA, the teacher-forced forward), ``trainer`` (one PPO iteration)
+and ``agent`` (the loop, runs, checkpoints, eval). Rollouts and evaluation are the text envs'
+one engine and evaluator (:mod:`rlseek.envs.text.rollout`, :mod:`rlseek.envs.text.evaluation`).
 """
 
 from rlseek.agents.lm_ppo.agent import LmPpoAgent

@@ -19,9 +19,12 @@ statistics, the base evaluation). ``final/`` is the trained policy — merged wi
 when LoRA was used — with its tokenizer, so ``AutoModelForCausalLM.from_pretrained(RUN/final)``
 loads it, plus ``value_head.safetensors``.
 
-Evaluation (``rlseek eval RUN``) scores held-out prompts, or every prompt of
-``env.kwargs.prompts_file`` when one is set, greedily by default
-(``agent.params.eval_temperature`` > 0 samples ``eval_samples`` completions per prompt).
+Evaluation (before and after training, and ``rlseek eval RUN``) scores ``run.eval_episodes``
+prompts that training never sees: the first records of ``agent.params.eval_prompts_file``,
+else the held-out split of ``env.kwargs.prompts_file`` (the hash split of the built-in tasks;
+the env trains on the rest), else the task's seeded built-in held-out prompts; ``summary.json``
+names the set (``eval_prompts``). Greedy by default (``agent.params.eval_temperature`` > 0
+samples ``eval_samples`` completions per prompt).
 """
 
 from __future__ import annotations
@@ -37,16 +40,15 @@ import torch
 
 from rlseek.agents.base import Agent, register_agent
 from rlseek.agents.lm_ppo.config import LmPpoConfig
-from rlseek.agents.lm_ppo.evaluation import evaluate_prompts
 from rlseek.agents.lm_ppo.model import build_policy
-from rlseek.agents.lm_ppo.rollout import generate_rollout
 from rlseek.agents.lm_ppo.trainer import PPOTrainer, autocast
 from rlseek.config import ExperimentConfig
+from rlseek.envs.text.evaluation import evaluate_prompts
+from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
+from rlseek.envs.text.tasks import get_task
 from rlseek.errors import RlseekError
 from rlseek.evaluation import EVAL_SEED_OFFSET
 from rlseek.runs import Run
-
-"""Held-out prompts and sampled evaluation are seeded with run.seed + this."""
 
 
 def _quiet_transformers() -> None:
@@ -140,11 +142,14 @@ class LmPpoAgent(Agent):
         lm = self._load_lm(cfg.model, device, env)
         policy, reference = build_policy(lm, cfg)
         policy.to(device)
-        trainer = PPOTrainer(policy, reference, cfg, device)
+        iterations = math.ceil(rc.total_steps / rc.n_envs)
+        engine = RolloutEngine.for_env(policy.lm, env, device)
+        decode = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k)
+        trainer = PPOTrainer(policy, reference, cfg, device, vocab_size=engine.vocab_size,
+                             banned_ids=engine.banned_ids(decode), total_iterations=iterations)
         sample_gen = torch.Generator(device=device).manual_seed(rc.seed)
         trainer.shuffle_gen.manual_seed(rc.seed + 1)
         counts = policy.parameter_counts()
-        iterations = math.ceil(rc.total_steps / rc.n_envs)
         start, history, base_eval = 0, [], None
         if resume:
             ckpt = run.latest_checkpoint()
@@ -162,9 +167,7 @@ class LmPpoAgent(Agent):
             for it in range(start, iterations):
                 t0 = time.perf_counter()
                 with autocast(device, cfg.dtype):
-                    ro = generate_rollout(policy.lm, env, temperature=cfg.temperature, top_k=cfg.top_k,
-                                          generator=sample_gen, device=device,
-                                          seed=rc.seed * 1_000_003 + it)
+                    ro = engine.rollout(env, decode, generator=sample_gen, seed=rc.seed * 1_000_003 + it)
                 t1 = time.perf_counter()
                 stats = trainer.step(ro)
                 t2 = time.perf_counter()
@@ -253,6 +256,7 @@ class LmPpoAgent(Agent):
             "train_wall_seconds": wall,
             "train_tokens": tokens,
             "resumed_from_iteration": resumed_from,
+            "eval_prompts": pick(final, "prompts"),
             "base_eval": base,
             "eval": final,
             "history": history,
@@ -261,31 +265,51 @@ class LmPpoAgent(Agent):
     # -- evaluation --------------------------------------------------------------------------
     def _eval(self, lm: Any, config: ExperimentConfig, cfg: LmPpoConfig, device: torch.device,
               episodes: int | None = None) -> dict[str, Any]:
-        """Held-out prompts (``episodes`` or run.eval_episodes of them), or every prompt of
-        ``env.kwargs.prompts_file`` when one is set."""
-        from rlseek.envs.text import get_task, heldout_prompts, load_prompts_file
-
+        """Score ``lm`` on ``episodes`` (default ``run.eval_episodes``) evaluation prompts:
+        the first records of ``agent.params.eval_prompts_file``, else of the held-out split
+        of ``env.kwargs.prompts_file``, else seeded built-in held-out prompts. The result's
+        ``prompts`` says which set was used."""
         rc = config.run
+        prompts, answers, source = self._eval_set(config, cfg, episodes or rc.eval_episodes)
         task = get_task(config.env.id)
-        prompts_file = config.env.kwargs.get("prompts_file")
-        if prompts_file:
-            records = load_prompts_file(prompts_file, require_answer=task.requires_answer)
-            prompts, answers = [p for p, _ in records], [a for _, a in records]
-        else:
-            held = heldout_prompts(config.env.id, n=episodes or rc.eval_episodes,
-                                   seed=rc.seed + EVAL_SEED_OFFSET, level=config.env.kwargs.get("level"))
-            prompts, answers = held["prompts"], held["answers"]
         with autocast(device, cfg.dtype):
             result = evaluate_prompts(lm, lambda k: self._make_env(config, k), prompts, answers,
                                       task=task.name, batch_size=max(rc.n_envs, 64),
                                       temperature=cfg.eval_temperature, samples=cfg.eval_samples,
                                       seed=rc.seed + EVAL_SEED_OFFSET, device=device)
-        result["prompts"] = str(prompts_file) if prompts_file else "held-out"
+        result["prompts"] = source
         return result
 
+    def _eval_set(self, config: ExperimentConfig, cfg: LmPpoConfig, n: int
+                  ) -> tuple[list[str], list[Any], str]:
+        """(prompts, answers, description) of the evaluation set (see :meth:`_eval`)."""
+        from rlseek.envs.text import heldout_prompts, load_prompts_file
+        from rlseek.envs.text.tasks import split_records
+
+        task = get_task(config.env.id)
+        train_file = config.env.kwargs.get("prompts_file")
+        if cfg.eval_prompts_file:
+            records = load_prompts_file(cfg.eval_prompts_file, require_answer=task.requires_answer)
+            source = f"eval_prompts_file {cfg.eval_prompts_file}"
+        elif train_file:
+            records = split_records(task.name, load_prompts_file(
+                train_file, require_answer=task.requires_answer))[1]
+            if not records:
+                raise RlseekError(
+                    f"env.kwargs.prompts_file '{train_file}' has no prompt in the held-out split "
+                    "(about 10 % of distinct prompts), so nothing held out to evaluate on; set "
+                    "agent.params.eval_prompts_file to a file of evaluation prompts")
+            source = f"held-out split of prompts_file {train_file}"
+        else:
+            held = heldout_prompts(config.env.id, n=n, seed=config.run.seed + EVAL_SEED_OFFSET,
+                                   level=config.env.kwargs.get("level"))
+            return held["prompts"], held["answers"], "built-in held-out prompts"
+        records = records[:n]
+        return [p for p, _ in records], [a for _, a in records], f"{source} ({len(records)} prompts)"
+
     def evaluate(self, run: Run, *, episodes: int | None = None) -> dict[str, Any]:
-        """Score the run's final policy (or its newest checkpoint) on held-out prompts, or on
-        ``env.kwargs.prompts_file``; see the module docstring."""
+        """Score the run's final policy (or its newest checkpoint) on its evaluation set
+        (see :meth:`_eval`)."""
         cfg = self.params
         device = _device(self.config.run.device)
         _set_threads(self.config.run, device)

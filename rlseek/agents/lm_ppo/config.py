@@ -41,7 +41,9 @@ class LmPpoConfig(AgentConfig):
     lora_alpha: float = 16.0
     """LoRA scaling numerator (the update is scaled by alpha / r)."""
     lora_dropout: float = 0.0
-    """Dropout inside the LoRA branch; 0 keeps log-probs deterministic (dropout off)."""
+    """Dropout inside the LoRA branch: must be 0. lm-ppo runs with dropout off everywhere
+    (PPO's ratio compares two forward passes of the same weights; dropout would make them
+    differ), so a non-zero value is refused rather than silently ignored."""
     lora_target_modules: list[str] | None = None
     """Module names to adapt; None uses peft's default for the architecture, else all linear."""
 
@@ -63,9 +65,17 @@ class LmPpoConfig(AgentConfig):
     kl_horizon: int = 10_000
     """Adaptive controller horizon, in completions: β moves by at most ±20 % × n / horizon
     per iteration of n completions."""
+    kl_penalty: str = "reward"
+    """Where the KL penalty enters: "reward" (−β·KL per token in the reward, Ziegler et al.;
+    the default) or "loss" (β·mean per-token KL estimate added to the loss and
+    differentiated, GRPO's form; the reward is then the score alone)."""
     kl_estimator: str = "k1"
-    """Per-token KL estimator in the reward: "k1" = log p − log p_ref (unbiased, can be
-    negative per token), "k3" = (r − 1) − log r with r = p_ref / p (unbiased, ≥ 0)."""
+    """Per-token KL estimator, r = p_ref / p of the sampled token: "k1" = log p − log p_ref,
+    "k2" = ½ (log r)², "k3" = (r − 1) − log r. k1 and k3 are unbiased estimates of the KL's
+    value, k2 is biased. What matters for a penalty is the gradient: in the reward only k1
+    gives ∇KL (k3 as a detached reward barely regularizes near the reference, so it is
+    refused there); as a loss k2 gives ∇KL(π ‖ π_ref) and k3 ∇KL(π_ref ‖ π) (GRPO), k1 a
+    zero gradient (refused). See :func:`rlseek.agents.lm_ppo.core.kl_estimate`."""
 
     # -- entropy control ----------------------------------------------------------------------
     ent_coef: float = 0.01
@@ -83,9 +93,15 @@ class LmPpoConfig(AgentConfig):
     # -- PPO ----------------------------------------------------------------------------------
     learning_rate: float = 1e-5
     """Adam learning rate (the value head included)."""
+    lr_schedule: str = "constant"
+    """"constant", or "linear": decays from ``learning_rate`` to 0 over the run's iterations
+    (as lm-human-preferences does); the rate of iteration k of K is lr·(1 − k/K)."""
     gamma: float = 0.99
     """Per-token discount. 1.0 is common for LMs (the score arrives at the end); 0.99 is the
-    default that rlseek's source document asks for."""
+    default that rlseek's source document asks for. With γ < 1 the KL penalty PPO optimises
+    is discounted (a token t steps before the end counts γ^t) while the adaptive controller
+    measures, and steers, the undiscounted sequence KL: the two differ most for long
+    completions (γ^48 ≈ 0.62)."""
     lam: float = 0.95
     """GAE λ."""
     ppo_epochs: int = 4
@@ -100,6 +116,11 @@ class LmPpoConfig(AgentConfig):
     """Weight of the value loss (the value head shares the policy's trunk; see model.py)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip."""
+    grad_accum_steps: int = 1
+    """Micro-batches per minibatch: each minibatch's gradient is accumulated over this many
+    forward/backward passes (loss scaled by each micro-batch's share of the minibatch's
+    tokens) before one optimizer step, so the result equals the unaccumulated step while
+    peak memory falls. Must not exceed the minibatch size."""
     early_stop_kl: float | None = None
     """SB3's ``target_kl``: stop the epochs of an iteration once approx_kl > 1.5 × this."""
     whiten_advantages: bool = True
@@ -119,9 +140,18 @@ class LmPpoConfig(AgentConfig):
     """0: greedy evaluation; > 0: sampled at that temperature."""
     eval_samples: int = 1
     """Samples per held-out prompt when ``eval_temperature`` > 0."""
+    eval_prompts_file: str | None = None
+    """A JSONL prompts file (``{"prompt", "answer"}`` per line) to evaluate on, its first
+    ``run.eval_episodes`` records. Unset: the held-out split of ``env.kwargs.prompts_file``
+    when that is set (prompts the env never trains on), else the task's built-in held-out
+    prompts."""
     dtype: str = "float32"
-    """Compute dtype: "float32" or "bfloat16" (autocast; weights and Adam stay float32).
+    """Compute dtype of the transformer trunk: "float32" or "bfloat16" (autocast; weights and
+    Adam stay float32). The LM head, log-softmax and value head always run in float32.
     float16 is not offered: it would need loss scaling, which lm-ppo does not do."""
+    tf32: bool = True
+    """On CUDA, let float32 matmuls and convolutions use TF32 tensor cores (10-bit mantissa
+    inputs, float32 accumulation; torch's ``fp32_precision = "tf32"``). No effect on CPU."""
     log_every: int = 1
     """Write TensorBoard scalars every this many iterations."""
 
@@ -136,7 +166,9 @@ class LmPpoConfig(AgentConfig):
 
         choices = {
             "kl_control": ("adaptive", "fixed"),
-            "kl_estimator": ("k1", "k3"),
+            "kl_penalty": ("reward", "loss"),
+            "kl_estimator": ("k1", "k2", "k3"),
+            "lr_schedule": ("constant", "linear"),
             "ent_control": ("fixed", "adaptive"),
             "dtype": ("float32", "bfloat16"),
         }
@@ -145,7 +177,7 @@ class LmPpoConfig(AgentConfig):
                 raise bad(name, " or ".join(repr(a) for a in allowed))
         positive = ("temperature", "kl_target", "kl_horizon", "ent_target", "learning_rate",
                     "ppo_epochs", "num_minibatches", "clip_range", "clip_range_value",
-                    "max_grad_norm", "reward_clip", "eval_samples", "lora_r",
+                    "max_grad_norm", "reward_clip", "eval_samples", "lora_r", "grad_accum_steps",
                     "lora_alpha", "log_every", "ent_coef_max")
         for name in positive:
             if not getattr(self, name) > 0:
@@ -154,6 +186,18 @@ class LmPpoConfig(AgentConfig):
                      "eval_temperature", "top_k", "lora_dropout"):
             if getattr(self, name) < 0:
                 raise bad(name, ">= 0")
+        if self.lora_dropout != 0:
+            raise bad("lora_dropout", "0 (lm-ppo keeps dropout off: PPO's ratio compares two "
+                                      "forward passes, which dropout would make differ)")
+        if self.kl_penalty == "reward" and self.kl_estimator != "k1":
+            raise ConfigError(
+                f"field '{where}.kl_estimator' is {self.kl_estimator!r} with kl_penalty 'reward': "
+                "as a detached per-token reward only 'k1' gives the KL's gradient; use k1, or "
+                "kl_penalty: loss for k2/k3")
+        if self.kl_penalty == "loss" and self.kl_estimator == "k1":
+            raise ConfigError(
+                f"field '{where}.kl_estimator' is 'k1' with kl_penalty 'loss': differentiated, "
+                "k1's gradient is zero in expectation; use 'k2' or 'k3' (GRPO), or kl_penalty: reward")
         if not 0.0 <= self.gamma <= 1.0:
             raise bad("gamma", "in [0, 1]")
         if not 0.0 <= self.lam <= 1.0:

@@ -12,7 +12,13 @@ References: Schulman et al. 2017 (PPO), Schulman et al. 2016 (GAE), Ziegler et a
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from rlseek.envs.text.rollout import sample_tokens, tempered_logits
+
+__all__ = ["entropy_of", "explained_variance", "gae", "kl_estimate", "kl_penalized_rewards",
+           "kl_penalty_loss", "last_token_index", "logprobs_of", "masked_mean", "masked_sum",
+           "masked_var", "masked_whiten", "policy_loss", "sample_tokens", "tempered_logits",
+           "value_loss"]
 
 
 # -- masked statistics ---------------------------------------------------------------------
@@ -52,17 +58,17 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
 
 
 # -- log-probs and entropy -----------------------------------------------------------------
-def tempered_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Logits divided by the sampling temperature, in float32 (what sampling and every
-    log-prob use, for policy and reference alike)."""
-    logits = logits.float()
-    return logits / temperature if temperature != 1.0 else logits
+def logprobs_of(logits: torch.Tensor, tokens: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+    """log softmax(logits)[token] per position: (B, T, V), (B, T) -> (B, T).
 
-
-def logprobs_of(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[token] per position: (B, T, V), (B, T) -> (B, T)."""
+    With ``mask``, positions where it is 0 are exactly 0: the padding after a completion is
+    the pad id, which the policy never samples, so its log-prob is hugely negative and two
+    forward passes may round it differently.
+    """
     logp = torch.log_softmax(logits.float(), dim=-1)
-    return torch.gather(logp, -1, tokens.unsqueeze(-1)).squeeze(-1)
+    out = torch.gather(logp, -1, tokens.unsqueeze(-1)).squeeze(-1)
+    return out if mask is None else torch.where(mask > 0, out, torch.zeros_like(out))
 
 
 def entropy_of(logits: torch.Tensor) -> torch.Tensor:
@@ -75,10 +81,17 @@ def entropy_of(logits: torch.Tensor) -> torch.Tensor:
 def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
     """Per-token estimate of KL(π ‖ π_ref) from the log-probs of the *sampled* tokens.
 
-    With r = π_ref(x) / π(x) and x ~ π:
+    With r = π_ref(x) / π(x) and x ~ π, as estimates of the KL's *value*:
       * ``k1`` = −log r = log π − log π_ref: unbiased, high variance, negative for some tokens;
       * ``k2`` = ½ (log r)²: biased, low variance, ≥ 0;
       * ``k3`` = (r − 1) − log r: unbiased, low variance, ≥ 0.
+
+    Their *gradients* are another matter (what matters for a penalty). As a detached
+    per-token reward (policy gradient E[k · ∇log π]), only k1 gives ∇KL; k3 used that way
+    barely regularizes near the reference. Differentiated as a loss term (E[∇k], GRPO's
+    form), k2 gives ∇KL(π ‖ π_ref) and k3 gives ∇KL(π_ref ‖ π), which agrees with it to first
+    order near the reference; k1 gives 0 in expectation. See :func:`kl_penalty_loss` and
+    ``LmPpoConfig.kl_penalty``.
     """
     log_ratio = ref_logp - logp
     if estimator == "k1":
@@ -88,6 +101,15 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k1
     if estimator == "k3":
         return torch.expm1(log_ratio) - log_ratio
     raise ValueError(f"unknown KL estimator {estimator!r}; expected 'k1', 'k2' or 'k3'")
+
+
+def kl_penalty_loss(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor,
+                    estimator: str) -> torch.Tensor:
+    """The KL penalty as a differentiated loss term (``kl_penalty: loss``): the masked
+    per-token mean of ``kl_estimate(logp, ref_logp, estimator)``, with the gradient flowing
+    through ``logp`` (the tokens are sampled from the rollout policy, which PPO's minibatch
+    policy stays close to). Multiply by β and add to the loss."""
+    return masked_mean(kl_estimate(logp, ref_logp.detach(), estimator), mask)
 
 
 # -- rewards and advantages ----------------------------------------------------------------
@@ -168,16 +190,3 @@ def explained_variance(pred: torch.Tensor, target: torch.Tensor, mask: torch.Ten
     if var_t.item() == 0.0:
         return float("nan")
     return float(1.0 - masked_var(target - pred, mask) / var_t)
-
-
-def sample_tokens(logits: torch.Tensor, temperature: float, top_k: int = 0,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Sample one token per row from (B, V) logits; temperature 0 means greedy."""
-    if temperature <= 0.0:
-        return logits.argmax(-1)
-    logits = tempered_logits(logits, temperature)
-    if top_k > 0 and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

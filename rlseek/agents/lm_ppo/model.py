@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from rlseek.agents.lm_ppo.core import tempered_logits
+from rlseek.envs.text.rollout import full_precision, lm_head_float32, lm_trunk, policy_logits
 
 _DROPOUT_FIELDS = ("resid_pdrop", "embd_pdrop", "attn_pdrop", "summary_first_dropout",
                    "hidden_dropout", "attention_dropout", "dropout", "hidden_dropout_prob",
@@ -123,21 +123,27 @@ def sequence_inputs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, respons
 
 
 def forward_response(lm: nn.Module, inputs: dict[str, torch.Tensor], response_len: int,
-                     temperature: float, value_head: nn.Module | None = None
+                     temperature: float, value_head: nn.Module | None = None, *,
+                     vocab_size: int | None = None, banned_ids: Sequence[int] = ()
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Teacher-forced forward pass: tempered logits predicting each response token, (B, T, V),
-    and, with ``value_head``, the value of the state before each response token, (B, T).
+    """Teacher-forced forward pass: the policy's logits predicting each response token,
+    (B, T, V), and, with ``value_head``, the value of the state before each response token,
+    (B, T).
 
-    Only the last T + 1 positions go through the LM head (``logits_to_keep``): the logits at
-    position i predict token i + 1, so the response's T tokens are predicted from the last
-    prompt token up to the second-to-last response token.
+    The trunk runs in whatever precision the caller set (autocast or not); the LM head, the
+    logits and the value head run in float32 outside autocast, exactly as the rollout
+    engine computes them, so bf16 training compares like with like. Logits are
+    :func:`rlseek.envs.text.rollout.policy_logits`: cut to ``vocab_size``, ``banned_ids``
+    (the pad id) masked, divided by ``temperature``. Only the last T + 1 positions go
+    through the LM head: the logits at position i predict token i + 1, so the response's T
+    tokens are predicted from the last prompt token up to the second-to-last response token.
     """
     T = response_len
-    out = lm(**inputs, use_cache=False, logits_to_keep=T + 1,
-             output_hidden_states=value_head is not None)
-    logits = tempered_logits(out.logits[:, :-1], temperature)
+    out = lm_trunk(lm)(**inputs, use_cache=False)
+    hidden = out.last_hidden_state[:, -(T + 1):-1]
+    logits = policy_logits(lm_head_float32(lm, hidden), temperature, vocab_size, banned_ids)
     values = None
     if value_head is not None:
-        hidden = out.hidden_states[-1][:, -(T + 1):-1]
-        values = value_head(hidden.to(value_head.weight.dtype)).squeeze(-1)
+        with full_precision(hidden.device):
+            values = value_head(hidden.to(value_head.weight.dtype)).squeeze(-1).float()
     return logits, values

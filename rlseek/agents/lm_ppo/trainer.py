@@ -18,7 +18,7 @@ from rlseek.agents.lm_ppo import core
 from rlseek.agents.lm_ppo.config import LmPpoConfig
 from rlseek.agents.lm_ppo.controllers import EntropyController, make_kl_controller
 from rlseek.agents.lm_ppo.model import PolicyWithValueHead, forward_response, sequence_inputs
-from rlseek.agents.lm_ppo.rollout import Rollout
+from rlseek.envs.text.rollout import Rollout
 from rlseek.statistics import RunningMeanStd
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -29,6 +29,15 @@ def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextMana
     if dtype == "float32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=_DTYPES[dtype])
+
+
+def set_matmul_precision(device: torch.device, tf32: bool) -> None:
+    """On CUDA, float32 matmuls and convolutions in TF32 (``tf32=True``) or full IEEE fp32;
+    nothing happens on other devices (``LmPpoConfig.tf32``)."""
+    if device.type == "cuda":
+        mode = "tf32" if tf32 else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = mode
+        torch.backends.cudnn.conv.fp32_precision = mode
 
 
 def trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -53,8 +62,18 @@ class PPOTrainer:
     """PPO-RLHF updates of a :class:`PolicyWithValueHead` against a frozen reference."""
 
     def __init__(self, policy: PolicyWithValueHead, reference: nn.Module | None, cfg: LmPpoConfig,
-                 device: torch.device) -> None:
+                 device: torch.device, *, vocab_size: int | None = None,
+                 banned_ids: tuple[int, ...] = (), total_iterations: int | None = None) -> None:
+        """``vocab_size`` and ``banned_ids`` define the policy's distribution as the rollout
+        engine samples it (the tokenizer's vocabulary; the pad id never sampled);
+        ``total_iterations`` is the horizon of ``lr_schedule: linear``."""
         self.policy, self.reference, self.cfg, self.device = policy, reference, cfg, device
+        self.vocab_size, self.banned_ids = vocab_size, tuple(banned_ids)
+        self.total_iterations = total_iterations
+        if cfg.lr_schedule == "linear" and not total_iterations:
+            raise ValueError("lr_schedule 'linear' needs total_iterations")
+        self.iteration = 0
+        set_matmul_precision(device, cfg.tf32)
         self.optimizer = torch.optim.Adam(policy.trainable_parameters(), lr=cfg.learning_rate, eps=1e-5)
         self.kl_ctl = make_kl_controller(cfg.kl_control, cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
         self.ent_ctl = EntropyController(cfg.ent_coef, cfg.ent_control == "adaptive",
@@ -87,7 +106,7 @@ class PPOTrainer:
         inputs = sequence_inputs(mb["prompt_ids"], mb["prompt_mask"], mb["response_ids"], mb["mask"])
         with autocast(self.device, self.cfg.dtype):
             return forward_response(lm, inputs, mb["response_ids"].shape[1], self.cfg.temperature,
-                                    value_head)
+                                    value_head, vocab_size=self.vocab_size, banned_ids=self.banned_ids)
 
     def _chunks(self, n: int, order: torch.Tensor | None = None) -> list[torch.Tensor]:
         idx = order if order is not None else torch.arange(n)
@@ -106,7 +125,7 @@ class PPOTrainer:
             mb = trim({k: v[idx] for k, v in batch.items()})
             t = mb["response_ids"].shape[1]
             logits, values = self._forward(self.policy.lm, mb, self.policy.value_head)
-            old_logp[idx, :t] = core.logprobs_of(logits, mb["response_ids"])
+            old_logp[idx, :t] = core.logprobs_of(logits, mb["response_ids"], mb["mask"])
             entropy[idx, :t] = core.entropy_of(logits)
             old_values[idx, :t] = values.float()
             if self.reference is None:
@@ -114,16 +133,18 @@ class PPOTrainer:
                     ref_logits, _ = self._forward(ref, mb, None)
             else:
                 ref_logits, _ = self._forward(self.reference, mb, None)
-            ref_logp[idx, :t] = core.logprobs_of(ref_logits, mb["response_ids"])
+            ref_logp[idx, :t] = core.logprobs_of(ref_logits, mb["response_ids"], mb["mask"])
         mask = batch["mask"]
         scores = self.shape_scores(ro.scores, ro.eos)
         kl = core.kl_estimate(old_logp, ref_logp, self.cfg.kl_estimator) * mask
         beta = self.kl_ctl.value
-        rewards = core.kl_penalized_rewards(scores, kl, mask, beta)
+        in_reward = self.cfg.kl_penalty == "reward"
+        rewards = core.kl_penalized_rewards(scores, kl, mask, beta if in_reward else 0.0)
         adv, returns = core.gae(rewards, old_values, mask, self.cfg.gamma, self.cfg.lam)
         if self.cfg.whiten_advantages:
             adv = core.masked_whiten(adv, mask)
-        batch.update(old_logp=old_logp, old_values=old_values, advantages=adv, returns=returns)
+        batch.update(old_logp=old_logp, ref_logp=ref_logp, old_values=old_values, advantages=adv,
+                     returns=returns)
         seq_kl = core.masked_sum(kl, mask, dim=1)
         seq_kl1 = core.masked_sum(old_logp - ref_logp, mask, dim=1)
         stats = {
@@ -139,39 +160,64 @@ class PPOTrainer:
         }
         return batch, stats
 
+    def _micro_loss(self, mb: dict[str, torch.Tensor], alpha: float, beta: float
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The PPO loss of one (micro-)batch, a per-token mean over its masked tokens."""
+        cfg, policy = self.cfg, self.policy
+        logits, values = self._forward(policy.lm, mb, policy.value_head)
+        mask = mb["mask"]
+        logp = core.logprobs_of(logits, mb["response_ids"], mask)
+        pg, pstats = core.policy_loss(logp, mb["old_logp"], mb["advantages"], mask, cfg.clip_range)
+        vf, vclip = core.value_loss(values, mb["old_values"], mb["returns"], mask, cfg.clip_range_value)
+        ent = core.masked_mean(core.entropy_of(logits), mask)
+        loss = pg + cfg.vf_coef * vf - alpha * ent
+        parts = {"losses/policy_loss": pg, "losses/value_loss": vf, "losses/entropy": ent,
+                 "losses/approx_kl": pstats["approx_kl"], "losses/clipfrac": pstats["clipfrac"],
+                 "losses/value_clipfrac": vclip}
+        if cfg.kl_penalty == "loss":
+            kl_loss = core.kl_penalty_loss(logp, mb["ref_logp"], mask, cfg.kl_estimator)
+            loss = loss + beta * kl_loss
+            parts["losses/kl_penalty"] = kl_loss
+        parts["losses/loss"] = loss
+        return loss, parts
+
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """``ppo_epochs`` passes of clipped PPO over shuffled minibatches."""
+        """``ppo_epochs`` passes of clipped PPO over shuffled minibatches.
+
+        With ``grad_accum_steps`` = k, each minibatch is split into k micro-batches whose
+        losses are weighted by their share of the minibatch's response tokens, so the
+        accumulated gradient equals the minibatch's unaccumulated one.
+        """
         cfg, policy = self.cfg, self.policy
         params = policy.trainable_parameters()
-        alpha = self.ent_ctl.value
+        alpha, beta = self.ent_ctl.value, self.kl_ctl.value
         B = batch["response_ids"].shape[0]
         sums: dict[str, list[float]] = {}
         stopped = False
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(B, generator=self.shuffle_gen)
             for idx in self._chunks(B, order):
-                mb = trim({k: v[idx.to(v.device)] for k, v in batch.items()})
-                logits, values = self._forward(policy.lm, mb, policy.value_head)
-                mask = mb["mask"]
-                logp = core.logprobs_of(logits, mb["response_ids"])
-                pg, pstats = core.policy_loss(logp, mb["old_logp"], mb["advantages"], mask, cfg.clip_range)
-                vf, vclip = core.value_loss(values.float(), mb["old_values"], mb["returns"], mask,
-                                            cfg.clip_range_value)
-                ent = core.masked_mean(core.entropy_of(logits), mask)
-                loss = pg + cfg.vf_coef * vf - alpha * ent
-                if cfg.early_stop_kl is not None and float(pstats["approx_kl"]) > 1.5 * cfg.early_stop_kl:
+                self.optimizer.zero_grad(set_to_none=True)
+                idx = idx.to(batch["mask"].device)
+                total = batch["mask"][idx].sum().clamp_min(1.0)
+                parts: dict[str, torch.Tensor] = {}
+                for micro in torch.tensor_split(idx, min(cfg.grad_accum_steps, len(idx))):
+                    mb = trim({k: v[micro] for k, v in batch.items()})
+                    share = mb["mask"].sum() / total
+                    loss, micro_parts = self._micro_loss(mb, alpha, beta)
+                    (loss * share).backward()
+                    for key, val in micro_parts.items():
+                        parts[key] = parts.get(key, 0.0) + val.detach() * share
+                if cfg.early_stop_kl is not None and float(parts["losses/approx_kl"]) > 1.5 * cfg.early_stop_kl:
                     # SB3's target_kl: this minibatch already moved too far; skip it and stop.
+                    self.optimizer.zero_grad(set_to_none=True)
                     stopped = True
                     break
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 self.optimizer.step()
-                for key, val in (("losses/policy_loss", pg), ("losses/value_loss", vf),
-                                 ("losses/entropy", ent), ("losses/approx_kl", pstats["approx_kl"]),
-                                 ("losses/clipfrac", pstats["clipfrac"]), ("losses/value_clipfrac", vclip),
-                                 ("losses/grad_norm", grad_norm), ("losses/loss", loss)):
-                    sums.setdefault(key, []).append(float(val.detach()))
+                parts["losses/grad_norm"] = grad_norm
+                for key, val in parts.items():
+                    sums.setdefault(key, []).append(float(val))
             if stopped:
                 break
         stats = {k: float(np.mean(v)) for k, v in sums.items()}
@@ -182,19 +228,32 @@ class PPOTrainer:
 
     def step(self, ro: Rollout) -> dict[str, float]:
         """One PPO iteration on ``ro``; updates β and α afterwards."""
+        lr = self.learning_rate(self.iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         batch, stats = self.prepare(ro)
+        stats["charts/learning_rate"] = lr
         stats.update(self.update(batch))
         self.kl_ctl.update(stats["charts/kl_ref"], len(ro))
         self.ent_ctl.update(stats["charts/entropy"])
+        self.iteration += 1
         return stats
+
+    def learning_rate(self, iteration: int) -> float:
+        """The learning rate of 0-based ``iteration`` under ``lr_schedule``."""
+        if self.cfg.lr_schedule == "linear":
+            assert self.total_iterations
+            return self.cfg.learning_rate * max(0.0, 1.0 - iteration / self.total_iterations)
+        return self.cfg.learning_rate
 
     # -- checkpoint state -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """JSON-serializable state (controllers, score statistics)."""
         return {"kl_ctl": self.kl_ctl.state_dict(), "ent_ctl": self.ent_ctl.state_dict(),
-                "score_stats": self.score_stats.state_dict()}
+                "score_stats": self.score_stats.state_dict(), "iteration": self.iteration}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.kl_ctl.load_state_dict(state["kl_ctl"])
         self.ent_ctl.load_state_dict(state["ent_ctl"])
         self.score_stats.load_state_dict(state["score_stats"])
+        self.iteration = int(state.get("iteration", 0))

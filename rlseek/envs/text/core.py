@@ -10,8 +10,8 @@ import numpy as np
 from gymnasium import spaces
 
 from rlseek.envs.registration import declared_reward
-from rlseek.envs.text.tasks import TextTask, load_prompts_file
-from rlseek.errors import RlseekError
+from rlseek.envs.text.tasks import TextTask, load_prompts_file, split_records
+from rlseek.errors import DataError, RlseekError
 from rlseek.models.loader import DEFAULT_MODEL, load_tokenizer
 from rlseek.rewards import TextBatch, WeightedReward
 
@@ -49,9 +49,16 @@ class TextCore:
         self.num_levels = task.num_levels
         self.level = task.default_level
         self.set_level(task.default_level if level is None else level)
-        self.file_records = None
+        self.file_records: list[tuple[str, str | None]] | None = None
+        self.file_heldout: list[tuple[str, str | None]] = []
         if prompts_file is not None:
-            self.file_records = load_prompts_file(prompts_file, require_answer=task.requires_answer)
+            records = load_prompts_file(prompts_file, require_answer=task.requires_answer)
+            self.file_records, self.file_heldout = split_records(task.name, records)
+            if not self.file_records:
+                raise DataError(
+                    f"prompts file '{prompts_file}': all {len(records)} prompts fall in the "
+                    "held-out split (about 10 % of distinct prompts are kept for evaluation); "
+                    "give more prompts")
         self.max_prompt_tokens = int(max_prompt_tokens or self._default_prompt_width())
 
     def observation_space(self) -> spaces.Dict:
@@ -65,7 +72,7 @@ class TextCore:
     def _default_prompt_width(self) -> int:
         if self.file_records is None:
             return self.task.max_prompt_tokens
-        lengths = self.tokenizer([p for p, _ in self.file_records])["input_ids"]
+        lengths = self.tokenizer([p for p, _ in self.file_records + self.file_heldout])["input_ids"]
         return max(self.task.max_prompt_tokens, max(len(x) for x in lengths))
 
     def set_level(self, level: int) -> None:
@@ -77,7 +84,8 @@ class TextCore:
         self.level = int(level)
 
     def sample(self, rng: np.random.Generator, n: int) -> tuple[list[str], list[str | None]]:
-        """``n`` training prompts and their answers (from the prompts file when one was given)."""
+        """``n`` training prompts and their answers (from the prompts file's training split
+        when one was given)."""
         if self.file_records is not None:
             idx = rng.integers(len(self.file_records), size=n)
             picked = [self.file_records[int(i)] for i in idx]

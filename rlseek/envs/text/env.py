@@ -37,7 +37,9 @@ unweighted term), `reward_total` and `is_success` ({success}).
 
 ## Starting State
 A prompt drawn with the env's seeded RNG from the task's training prompts (never a held-out
-one; see `rlseek.envs.text.heldout_prompts`), or uniformly from the `prompts_file`.
+one; see `rlseek.envs.text.heldout_prompts`), or uniformly from the training split of the
+`prompts_file` (the same hash split holds about 10 % of its distinct prompts out for
+evaluation; lm-ppo evaluates on them).
 
 ## Episode End
 Terminated when the agent emits the EOS token; truncated after `max_new_tokens` tokens
@@ -53,7 +55,8 @@ _ARGS = """
 - `reward` (dict name→weight, None = defaults above), `reward_params` (dict name→params),
   `normalize_reward` (bool, standardize each term with running statistics).
 - `prompts_file` (path): JSONL, one `{{"prompt": ..., "answer": ...}}` per line{answer_note};
-  malformed files raise `DataError` naming the file and line.
+  malformed files raise `DataError` naming the file and line, as does a file whose every
+  prompt falls in the held-out split.
 - `level` (int): difficulty level{level_note}; `set_level(level)` changes it for later resets
   (the curriculum protocol: attributes `num_levels`, `level`).
 

@@ -1,88 +1,414 @@
-"""Drive a :class:`TextVectorEnv` with a causal LM that keeps its KV cache across steps.
+"""rlseek's one text-generation engine: KV-cached batched decoding, alone or through a text env.
 
-This is the reference loop for the vector env's contract: one prefill forward over the
-left-padded prompts, then one single-token forward per env step, feeding the env's ``(B, 1)``
-observation together with the growing attention mask. Evaluation (:mod:`.baseline`) and the
-benchmark use it; RL agents write their own (they also need log-probs and values).
+Everything in rlseek that makes a causal LM write text goes through :class:`RolloutEngine`:
+lm-ppo's rollouts, the text evaluator (:mod:`rlseek.envs.text.evaluation`), preference
+synthesis (:mod:`rlseek.reward_models.synth`) and the benchmarks. One decode loop, two entry
+points:
+
+* :meth:`RolloutEngine.decode` — prompts in, completions out (token ids and masks): one
+  prefill forward over the left-padded prompts, then one single-token forward per new token
+  that reuses the key/value cache, O(T) token forwards for T new tokens instead of the O(T²)
+  of re-running the whole prefix. A row ends at EOS or after ``max_new_tokens``; after that
+  it is fed the pad token with attention mask 0.
+* :meth:`RolloutEngine.rollout` — one episode of a text vector env
+  (:class:`rlseek.envs.text.vector.TextVectorEnv`): the env's reset gives the prompts, the
+  decode loop writes the completions, and the tokens are then stepped through the env, which
+  appends them, checks where each row ended and scores the finished batch with its
+  WeightedReward. The env stays the judge of the episode; the engine checks that the two
+  agree on every row's end.
+
+What the policy samples from (:func:`policy_logits`), for sampling and for every log-prob and
+entropy that PPO computes from it:
+
+* the LM head, the log-softmax and sampling run in float32, outside any autocast region
+  (bf16 logits differ between a cached and a teacher-forced pass by a sizeable fraction of
+  PPO's clip range);
+* logits are cut to the tokenizer's vocabulary (real models pad their embedding matrix
+  beyond it: Qwen2.5 has 151,936 rows for 151,665 tokens), so no id outside it is sampled;
+* the pad id is never sampled (it marks "this row has ended");
+* the temperature divides the logits (0 = greedy).
+
+The loop keeps its state on the model's device: sampling uses a ``torch.Generator`` there,
+the new tokens go into a pre-allocated ``(B, max_new_tokens)`` tensor and the attention mask
+into a pre-allocated ``(B, P + max_new_tokens)`` one, so nothing is copied to the host per
+token; "have all rows ended?" is asked every ``DecodeSettings.exit_check_every`` tokens (the
+only host sync of the loop). The GPU path of a static pre-allocated cache with a CUDA-graph
+decode step and bucketed shapes is meant to be a value of ``DecodeSettings.cache``, replacing
+:meth:`RolloutEngine._step` only; today the one value is ``"dynamic"`` (transformers'
+growing cache).
 """
 
 from __future__ import annotations
 
-import inspect
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from rlseek.envs.text.vector import TextVectorEnv
-
-
-def _cache_kwarg(model: Any) -> str:
-    """The forward argument that takes the KV cache: ``cache`` (transformers >= 5.2x) or the
-    older ``past_key_values``."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def _cache_of(out: Any) -> Any:
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+MASKED_LOGIT = -1e9
+"""Logit given to ids that must never be sampled (pad, or EOS when suppressed). Finite on
+purpose: softmax gives them exactly 0 while log-probs and entropies stay finite (−inf would
+turn 0·log 0 into NaN)."""
 
 
-def _positions(mask: torch.Tensor) -> torch.Tensor:
+def _cache_kwarg() -> str:
+    """The keyword under which this transformers version passes the KV cache (``cache``
+    since 5.x, ``past_key_values`` before)."""
+    from transformers.modeling_outputs import BaseModelOutputWithPast
+
+    return "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+CACHE_KWARG = _cache_kwarg()
+
+
+# -- what the policy samples from ------------------------------------------------------------
+def tempered_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Logits divided by the sampling temperature, in float32 (temperature 0 counts as 1:
+    greedy decoding is the argmax of the untempered logits)."""
+    logits = logits.float()
+    return logits / temperature if temperature not in (0.0, 1.0) else logits
+
+
+def policy_logits(logits: torch.Tensor, temperature: float, vocab_size: int | None = None,
+                  banned_ids: Sequence[int] = ()) -> torch.Tensor:
+    """The logits of the distribution the policy samples from, (..., V_model) -> (..., V).
+
+    float32, cut to the first ``vocab_size`` ids (None: keep all), divided by
+    ``temperature``, and :data:`MASKED_LOGIT` at ``banned_ids`` (the pad id). Sampling, the
+    rollout's log-probs and PPO's teacher-forced log-probs and entropies all use this.
+    """
+    if vocab_size is not None and logits.shape[-1] > vocab_size:
+        logits = logits[..., :vocab_size]
+    logits = tempered_logits(logits, temperature)
+    if banned_ids:
+        idx = torch.as_tensor(list(banned_ids), device=logits.device)
+        logits = logits.index_fill(-1, idx, MASKED_LOGIT)
+    return logits
+
+
+def sample_tokens(logits: torch.Tensor, temperature: float, top_k: int = 0,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row from (B, V) :func:`policy_logits` (already tempered): argmax when
+    ``temperature`` is 0, else a draw from softmax, among the ``top_k`` most likely (0: all)."""
+    if temperature <= 0.0:
+        return logits.argmax(-1)
+    if 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """Leave any autocast region: what runs inside computes in the dtype of its inputs."""
+    with torch.autocast(device.type, enabled=False):
+        yield
+
+
+def lm_trunk(lm: nn.Module) -> nn.Module:
+    """The transformer body of a causal LM (peft-wrapped or not): hidden states, no LM head."""
+    return lm.get_decoder()
+
+
+def lm_head_float32(lm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits of ``hidden`` through ``lm``'s output layer in float32, outside autocast.
+
+    The output layer's weights are float32 (autocast keeps weights as they are), so this is a
+    full-precision matmul whatever dtype the trunk computed in. A model's final logit
+    soft-capping (Gemma 2's ``final_logit_softcapping``) is applied as its own head does.
+    """
+    head = lm.get_output_embeddings()
+    with full_precision(hidden.device):
+        logits = head(hidden.to(head.weight.dtype)).float()
+        cap = getattr(getattr(lm, "config", None), "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
     """Position ids that count only attended tokens, so left padding does not shift them."""
-    return (mask.cumsum(-1) - 1).clamp_min(0)
+    return (mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
-@torch.no_grad()
-def kv_cached_rollout(
-    model: Any,
-    venv: TextVectorEnv,
-    *,
-    seed: int | None = None,
-    options: dict[str, Any] | None = None,
-    do_sample: bool = True,
-    temperature: float = 1.0,
-    suppress_eos: bool = False,
-) -> dict[str, Any]:
-    """Run one batch episode of ``venv`` with ``model``; return the final step's info.
+# -- settings and results --------------------------------------------------------------------
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How the engine decodes (every field has the meaning named; none changes the model).
+
+    ``cache`` selects the decode-step implementation; ``"dynamic"`` (transformers' growing
+    KV cache, eager forwards) is the one implemented today and what the CPU uses. A static
+    pre-allocated cache with a CUDA-graph step is the planned GPU value.
+    """
+
+    temperature: float = 1.0
+    """Sampling temperature; 0 = greedy (argmax)."""
+    top_k: int = 0
+    """Sample among the k most likely tokens (0: the full distribution)."""
+    suppress_eos: bool = False
+    """Never emit EOS: every row runs to ``max_new_tokens`` (benchmarks)."""
+    record_logprobs: bool = False
+    """Keep the cached forward's log-probs of the chosen tokens (a diagnostic: PPO recomputes
+    them with a teacher-forced pass)."""
+    exit_check_every: int = 1
+    """Ask "have all rows ended?" every this many tokens (a host sync on a GPU); rows that
+    ended only receive pad tokens meanwhile, so the result does not depend on it."""
+    cache: str = "dynamic"
+    """Decode-step implementation: ``"dynamic"``."""
+
+    def __post_init__(self) -> None:
+        for name, low in (("temperature", 0), ("top_k", 0), ("exit_check_every", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.cache != "dynamic":
+            raise ValueError(f"cache must be 'dynamic', got {self.cache!r}")
+
+
+@dataclass
+class Generation:
+    """Completions of one batch of prompts, right-padded to the longest one.
+
+    ``mask`` is 1 on every generated token of a row (its EOS included) and 0 on the pad
+    tokens after the row ended; ``eos`` says which rows ended with EOS.
+    """
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    eos: torch.Tensor
+    logprobs: torch.Tensor | None = None
+    seconds: float = 0.0
+
+    def rows(self) -> list[list[int]]:
+        """Each row's generated ids (EOS included, padding dropped)."""
+        lengths = self.mask.sum(1).tolist()
+        return [row[: int(n)] for row, n in zip(self.tokens.tolist(), lengths)]
+
+
+@dataclass
+class Rollout:
+    """One episode of a text vector env: prompts, completions and the env's scores.
+
+    ``response_mask`` is 1.0 on every token the env appended for the row (EOS included)
+    and 0.0 on the padding after the row ended. ``scores`` is each row's episode return
+    from the env (the WeightedReward total; it arrives when the batch is scored).
+    """
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    response_ids: torch.Tensor
+    response_mask: torch.Tensor
+    scores: np.ndarray
+    eos: np.ndarray
+    terms: dict[str, np.ndarray]
+    completions: list[str]
+    completion_ids: list[list[int]]
+    prompts: list[str]
+    answers: list[Any]
+    success: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    logprobs: torch.Tensor | None = None
+    """(B, T) tempered log-probs of the chosen tokens from the cached forward, only with
+    ``record_logprobs=True``."""
+
+    def __len__(self) -> int:
+        return int(self.prompt_ids.shape[0])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Generated tokens per completion (EOS included)."""
+        return self.response_mask.sum(1).cpu().numpy()
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.response_mask.sum().item())
+
+
+# -- the engine ------------------------------------------------------------------------------
+class RolloutEngine:
+    """KV-cached batched decoding with ``lm`` (see the module docstring).
 
     Args:
-        model: a transformers causal LM on any device (the env's tokens move to it).
-        venv: the vector env; it is reset here with ``seed`` and ``options``.
-        do_sample: sample from softmax(logits / temperature); False = greedy (argmax).
-        temperature: sampling temperature (ignored when greedy).
-        suppress_eos: never emit EOS (every row runs to ``max_new_tokens``; for benchmarks).
-
-    Sampling uses a torch generator seeded from ``seed`` so that a rollout is reproducible.
-    The returned info also holds ``"rewards"`` (the final step's reward array).
+        lm: a transformers causal LM, peft-wrapped or not; its dropout should be off.
+        vocab_size: the tokenizer's vocabulary; ids at or above it are never sampled
+            (None: every row of the LM head may be sampled).
+        pad_token_id: fills rows that ended; never sampled (None: rows are filled with 0).
+        eos_token_id: ends a row (None: rows end only at ``max_new_tokens``).
+        device: where the prompts go (default: the LM's device).
     """
-    device = next(model.parameters()).device
-    gen = torch.Generator(device=device)
-    gen.manual_seed(0 if seed is None else int(seed))
-    obs, _ = venv.reset(seed=seed, options=options)
-    ids = torch.as_tensor(obs["input_ids"], device=device)
-    mask = torch.as_tensor(obs["attention_mask"], device=device)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=True)
-    cache_kw = _cache_kwarg(model)
-    past = _cache_of(out)
-    logits = out.logits[:, -1, :]
-    while True:
-        logits = logits.float()
-        if suppress_eos:
-            logits[:, venv.eos_token_id] = -torch.inf
-        if do_sample:
-            probs = torch.softmax(logits / temperature, dim=-1)
-            action = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
-        else:
-            action = logits.argmax(-1)
-        obs, rewards, _term, _trunc, info = venv.step(action.cpu().numpy())
-        if info.get("final"):
-            info["rewards"] = np.asarray(rewards)
-            return info
-        step_ids = torch.as_tensor(obs["input_ids"], device=device)
-        mask = torch.cat([mask, torch.as_tensor(obs["attention_mask"], device=device)], dim=1)
-        pos = (mask.sum(-1, keepdim=True) - 1).clamp_min(0)
-        out = model(input_ids=step_ids, attention_mask=mask, position_ids=pos,
-                    use_cache=True, **{cache_kw: past})
-        past = _cache_of(out)
-        logits = out.logits[:, -1, :]
+
+    def __init__(self, lm: nn.Module, *, vocab_size: int | None, pad_token_id: int | None,
+                 eos_token_id: int | None, device: torch.device | str | None = None) -> None:
+        self.lm = lm
+        self.vocab_size = None if vocab_size is None else int(vocab_size)
+        self.pad_token_id = None if pad_token_id is None else int(pad_token_id)
+        self.eos_token_id = None if eos_token_id is None else int(eos_token_id)
+        self.device = torch.device(device) if device is not None else next(lm.parameters()).device
+
+    @classmethod
+    def for_env(cls, lm: nn.Module, env: Any, device: torch.device | str | None = None) -> RolloutEngine:
+        """An engine that decodes as ``env`` (a text vector env) ends and pads its rows."""
+        space = getattr(env, "single_action_space", None)
+        return cls(lm, vocab_size=getattr(space, "n", None),
+                   pad_token_id=getattr(env, "pad_token_id", None),
+                   eos_token_id=getattr(env, "eos_token_id", None), device=device)
+
+    @classmethod
+    def for_tokenizer(cls, lm: nn.Module, tokenizer: Any,
+                      device: torch.device | str | None = None) -> RolloutEngine:
+        """An engine for ``tokenizer``'s vocabulary, pad and EOS ids."""
+        return cls(lm, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                   eos_token_id=tokenizer.eos_token_id, device=device)
+
+    def banned_ids(self, settings: DecodeSettings) -> tuple[int, ...]:
+        """Ids never sampled under ``settings``: the pad id, and EOS when suppressed."""
+        banned = [] if self.pad_token_id is None else [self.pad_token_id]
+        if settings.suppress_eos and self.eos_token_id is not None:
+            banned.append(self.eos_token_id)
+        return tuple(banned)
+
+    def _step(self, ids: torch.Tensor, attn: torch.Tensor, pos: torch.Tensor,
+              cache: Any) -> tuple[torch.Tensor, Any]:
+        """One trunk forward (prefill when ``cache`` is None): float32 logits of the last
+        position, (B, V_model), and the cache to pass next time."""
+        kwargs = {} if cache is None else {CACHE_KWARG: cache}
+        out = lm_trunk(self.lm)(input_ids=ids, attention_mask=attn, position_ids=pos,
+                                use_cache=True, **kwargs)
+        logits = lm_head_float32(self.lm, out.last_hidden_state[:, -1:])[:, -1]
+        return logits, getattr(out, CACHE_KWARG)
+
+    @torch.no_grad()
+    def decode(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int,
+               settings: DecodeSettings = DecodeSettings(),
+               generator: torch.Generator | None = None) -> Generation:
+        """Complete left-padded prompts (B, P): at most ``max_new_tokens`` tokens per row.
+
+        ``generator`` (on the engine's device) makes sampling reproducible; None uses
+        torch's global RNG. Returns a :class:`Generation` trimmed to the longest row.
+        """
+        t0 = time.perf_counter()
+        dev = self.device
+        ids = prompt_ids.to(dev, torch.long)
+        pmask = prompt_mask.to(dev, torch.long)
+        B, P = ids.shape
+        T = int(max_new_tokens)
+        fill = self.pad_token_id if self.pad_token_id is not None else 0
+        banned = self.banned_ids(settings)
+        tokens = torch.full((B, T), fill, dtype=torch.long, device=dev)
+        live_mask = torch.zeros((B, T), dtype=torch.long, device=dev)
+        attn = torch.zeros((B, P + T), dtype=torch.long, device=dev)
+        attn[:, :P] = pmask
+        done = torch.zeros(B, dtype=torch.bool, device=dev)
+        eos = torch.zeros(B, dtype=torch.bool, device=dev)
+        logprobs = torch.zeros((B, T), device=dev) if settings.record_logprobs else None
+        next_pos = pmask.sum(1, keepdim=True)
+        logits, cache = self._step(ids, pmask, positions(pmask), None)
+        steps = T
+        for t in range(T):
+            scores = policy_logits(logits, settings.temperature, self.vocab_size, banned)
+            action = sample_tokens(scores, settings.temperature, settings.top_k, generator)
+            live = ~done
+            action = torch.where(live, action, torch.full_like(action, fill))
+            tokens[:, t] = action
+            live_mask[:, t] = live.long()
+            if logprobs is not None:
+                lp = torch.log_softmax(scores, -1).gather(-1, action[:, None]).squeeze(-1)
+                logprobs[:, t] = lp * live
+            if self.eos_token_id is not None:
+                ended = live & (action == self.eos_token_id)
+                eos |= ended
+                done |= ended
+            if t + 1 == T or ((t + 1) % settings.exit_check_every == 0 and bool(done.all())):
+                steps = t + 1
+                break
+            attn[:, P + t] = live.long()
+            logits, cache = self._step(action[:, None], attn[:, : P + t + 1], next_pos, cache)
+            next_pos = next_pos + live.long()[:, None]
+        width = max(int(live_mask[:, :steps].sum(1).max()), 1) if B else 1
+        return Generation(tokens=tokens[:, :width], mask=live_mask[:, :width], eos=eos,
+                          logprobs=None if logprobs is None else logprobs[:, :width],
+                          seconds=time.perf_counter() - t0)
+
+    def rollout(self, env: Any, settings: DecodeSettings = DecodeSettings(), *,
+                generator: torch.Generator | None = None, seed: int | None = None,
+                options: dict[str, Any] | None = None) -> Rollout:
+        """Run one episode of ``env`` (a text vector env) with this engine choosing the tokens.
+
+        ``seed`` and ``options`` go to ``env.reset`` (``options={"prompts", "answers"}``
+        scores given prompts). Raises ``RuntimeError`` if the env ends a row where the
+        engine did not (an env whose EOS, pad or length budget differ from the engine's).
+        """
+        t0 = time.perf_counter()
+        obs, info = env.reset(seed=seed, options=options)
+        prompts = list(info.get("prompts", []))
+        answers = list(info.get("answers", [None] * len(prompts)))
+        prompt_ids = torch.as_tensor(obs["input_ids"], dtype=torch.long, device=self.device)
+        prompt_mask = torch.as_tensor(obs["attention_mask"], dtype=torch.long, device=self.device)
+        B = prompt_ids.shape[0]
+        t_env = time.perf_counter() - t0
+
+        gen = self.decode(prompt_ids, prompt_mask, int(env.max_new_tokens), settings, generator)
+
+        t1 = time.perf_counter()
+        actions = gen.tokens.cpu().numpy()
+        want = gen.mask.cpu().numpy()
+        returns = np.zeros(B, dtype=np.float64)
+        done = np.zeros(B, dtype=bool)
+        final: dict[str, Any] = {}
+        for t in range(actions.shape[1]):
+            obs, reward, terminated, truncated, info = env.step(actions[:, t])
+            returns += np.asarray(reward, dtype=np.float64)
+            if not np.array_equal(np.asarray(obs["attention_mask"]).reshape(B), want[:, t]):
+                raise RuntimeError("the env and the rollout engine disagree on which rows are "
+                                   f"live at token {t}; their EOS, pad or max_new_tokens differ")
+            done |= np.asarray(terminated) | np.asarray(truncated)
+            if info:
+                _merge_final_info(final, info)
+        if not done.all():
+            raise RuntimeError("the rollout engine ended every row but the env did not; their "
+                               "EOS or max_new_tokens differ")
+        t_env += time.perf_counter() - t1
+
+        response_mask = gen.mask.float()
+        terms = {key[len("reward_"):]: np.asarray(val, dtype=np.float64)
+                 for key, val in final.items() if key.startswith("reward_") and key != "reward_total"}
+        eos = np.asarray(final.get("eos", np.zeros(B)), dtype=bool)
+        success = np.asarray(final["is_success"], dtype=np.float64) if "is_success" in final else None
+        completions = [str(c) for c in final.get("completions", [""] * B)]
+        completion_ids = [list(map(int, x)) for x in final.get("completion_ids", gen.rows())]
+        return Rollout(
+            prompt_ids=prompt_ids, prompt_mask=prompt_mask, response_ids=gen.tokens,
+            response_mask=response_mask, scores=returns, eos=eos, terms=terms,
+            completions=completions, completion_ids=completion_ids, prompts=prompts,
+            answers=answers, success=success,
+            timings={"generate": gen.seconds, "env": t_env}, logprobs=gen.logprobs,
+        )
+
+
+def _merge_final_info(final: dict[str, Any], info: dict[str, Any]) -> None:
+    """Collect per-row end-of-episode info (arrays or lists of length B).
+
+    rlseek's text vector env reports every row's final values in one step; a Gymnasium-style
+    env that reports rows as they finish marks them with a boolean ``_key`` array, honoured
+    here so both kinds work.
+    """
+    for key, value in info.items():
+        if key.startswith("_"):
+            continue
+        rows = info.get(f"_{key}")
+        if rows is None:
+            final[key] = value
+        elif isinstance(value, np.ndarray) and value.ndim >= 1:
+            if key not in final:
+                final[key] = np.zeros(value.shape, dtype=value.dtype)
+            final[key][rows] = value[rows]
+        elif isinstance(value, list):
+            slot = final.setdefault(key, [None] * len(value))
+            for i in np.flatnonzero(rows):
+                slot[i] = value[i]

@@ -131,6 +131,19 @@ def load_prompts_file(path: str | os.PathLike[str], *, require_answer: bool
     return records
 
 
+def split_records(task: str, records: Sequence[tuple[str, str | None]]
+                  ) -> tuple[list[tuple[str, str | None]], list[tuple[str, str | None]]]:
+    """(training, held-out) records of a prompts file, by the hash split that the built-in
+    tasks use (:func:`rlseek.envs.text.split.is_heldout` of the prompt string): about 10 %
+    of the distinct prompts are held out for evaluation and never drawn for training."""
+    from rlseek.envs.text.split import is_heldout
+
+    train, held = [], []
+    for rec in records:
+        (held if is_heldout(task, rec[0]) else train).append(rec)
+    return train, held
+
+
 def heldout_prompts(env_id: str, n: int = 500, seed: int = 0, level: int | None = None
                     ) -> dict[str, list]:
     """``n`` seeded held-out prompts of a text env, as ``{"prompts": [...], "answers": [...]}``.

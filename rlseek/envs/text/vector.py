@@ -122,7 +122,7 @@ class TextVectorEnv(VectorEnv):
                     f"this vector env has num_envs={self.num_envs}")
         else:
             prompts, answers = self.core.sample(self.np_random, self.num_envs)
-        ids = self.core.encode_prompts(prompts)
+        ids = self.core.encode_prompts(prompts, limit=self.core.max_prompt_tokens)
         width = max(len(x) for x in ids)
         input_ids = np.full((self.num_envs, width), self.pad_token_id, dtype=np.int64)
         mask = np.zeros((self.num_envs, width), dtype=np.int64)
