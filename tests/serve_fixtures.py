@@ -32,21 +32,21 @@ def _root() -> Path:
     return root
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reacher_run() -> Path:
     """A finished Reacher SAC run (200 env steps, a 32x32 actor)."""
     return rlseek.train(ROOT / "examples/configs/reacher_sac.yaml", out=_root() / "reacher",
                         overrides=REACHER_OVERRIDES).path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def arith_run() -> Path:
     """A finished Arithmetic lm-ppo run of the tiny LM (one iteration of 8 completions)."""
     return rlseek.train(ROOT / "examples/configs/arithmetic_lm_ppo.yaml", out=_root() / "arith",
                         overrides=ARITH_OVERRIDES).path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def worse_arith_run() -> Path:
     """A copy of :func:`arith_run` whose final LM weights carry large seeded noise."""
     from safetensors.numpy import load_file, save_file
@@ -61,7 +61,7 @@ def worse_arith_run() -> Path:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def worse_reacher_run() -> Path:
     """A copy of :func:`reacher_run` whose actor outputs the largest action in every joint."""
     import torch

@@ -278,9 +278,12 @@ class PolicyServer:
                 out["scores"] = scores
             if self.router is not None:
                 self.metrics.routed.labels(policy, "answer").inc()
-                self._record(policy, self._metric_of(scores))
-                if self.router.mode == "shadow" and self.router.pick_canary():
-                    self._spawn(self._shadow_generate(body, prompts, answers))
+                value = self._metric_of(scores)
+                if self.router.mode == "canary":
+                    self._record(policy, value)
+                elif self.router.pick_canary():
+                    # shadow: the pair (stable, canary) on the same prompts enters the windows
+                    self._spawn(self._shadow_generate(body, prompts, answers, value))
         return out
 
     def _metric_of(self, scores: dict[str, Any]) -> float:
@@ -291,7 +294,7 @@ class PolicyServer:
         return sum(values) / len(values) if values else math.nan
 
     async def _shadow_generate(self, body: GenerateRequest, prompts: list[str],
-                               answers: list[str | None]) -> None:
+                               answers: list[str | None], stable_value: float) -> None:
         pol = self.policies["canary"]
         try:
             rows = [pol.validate(p, a, body.temperature) for p, a in zip(prompts, answers)]
@@ -300,6 +303,7 @@ class PolicyServer:
             return
         self.metrics.routed.labels("canary", "shadow").inc()
         scores = await asyncio.to_thread(pol.score, rows, results)
+        self._record("stable", stable_value)
         self._record("canary", self._metric_of(scores))
 
     def health(self) -> dict[str, Any]:

@@ -3,8 +3,13 @@
 A :class:`CanaryRouter` decides, per request, which policy answers: in ``canary`` mode a
 fraction of requests goes to the canary and its answer is returned; in ``shadow`` mode every
 request is answered by the stable policy and a fraction is *also* sent to the canary, whose
-answer is scored and discarded. Both policies' answers are scored by the env's reward registry
-(the metric, e.g. ``reward_total`` or ``reward_accuracy``) into a rolling window per policy.
+answer is scored and discarded. Answers are scored by the env's reward registry (the metric,
+e.g. ``reward_total`` or ``reward_accuracy``) into a rolling window per policy: in canary mode
+each policy's own requests; in shadow mode only the shadowed requests, as pairs (the stable and
+the canary answer to the same prompts), so the comparison is paired and an equal canary
+compares exactly equal. (Robot actions are scored by the client, which reports the metric of
+an executed action through ``POST /v1/feedback``; shadow actions are never executed, so shadow
+mode is for language models.)
 
 Rollback: once both windows hold at least ``min_samples`` values, the canary is stopped for
 good when ``mean(canary) < mean(stable) − rollback_drop · |mean(stable)|`` — "more than 5 %

@@ -17,7 +17,8 @@ class PIDController:
     """Textbook positional PID: ``u = bias + kp·e + ki·Σe·dt + kd·Δe/dt``, clamped to limits.
 
     ``e = setpoint − measurement``. The integral stops accumulating while the output is
-    saturated in the direction the error pushes (conditional integration), so after a long
+    saturated in the direction the error pushes (it integrates only up to the value that
+    reaches the limit: conditional integration), so after a long
     stretch at a limit the controller reacts as soon as the error changes sign instead of
     first unwinding a huge integral (integrator windup). The derivative acts on the error of
     successive updates; the first update has none.
@@ -50,13 +51,16 @@ class PIDController:
         error = self.setpoint - measurement
         deriv = 0.0 if self._last_error is None else (error - self._last_error) / dt
         self._last_error = error
+        rest = self.bias + self.kp * error + self.kd * deriv
         candidate = self.integral + error * dt
-        raw = self.bias + self.kp * error + self.ki * candidate + self.kd * deriv
-        saturated_high = raw > self.out_max and error > 0
-        saturated_low = raw < self.out_min and error < 0
-        if not (saturated_high or saturated_low):
-            self.integral = candidate
-        raw = self.bias + self.kp * error + self.ki * self.integral + self.kd * deriv
+        raw = rest + self.ki * candidate
+        if raw > self.out_max and error > 0 and self.ki > 0:
+            # integrate only up to where the output reaches its limit
+            candidate = max(self.integral, (self.out_max - rest) / self.ki)
+        elif raw < self.out_min and error < 0 and self.ki > 0:
+            candidate = min(self.integral, (self.out_min - rest) / self.ki)
+        self.integral = candidate
+        raw = rest + self.ki * self.integral
         self.output = min(max(raw, self.out_min), self.out_max)
         return self.output
 
@@ -70,11 +74,18 @@ class PIDController:
 class BatchSizeController:
     """Steers the batch size so that the measured p95 latency approaches ``target_s``.
 
-    The PID works on normalized quantities: the measurement is ``latency / target`` (so the
-    setpoint is 1 and the gains do not depend on the target's unit or size) and the output is a
-    fraction of the range ``[min_batch, max_batch]``. One update per finished batch (dt = 1).
-    The defaults (kp 0.5, ki 0.1, kd 0.05) are the source document's; starting at ``min_batch``
-    is the cautious choice when nothing is known about the load yet.
+    The PID works in logarithmic, normalized units, so that the source document's gains
+    (kp 0.5, ki 0.1, kd 0.05) are stable whatever the target, the batch range and the model:
+
+    * output ``u`` in [0, 1] ↦ batch size ``min_batch · (max_batch / min_batch) ** u``
+      (equal steps of ``u`` are equal *ratios* of batch size);
+    * measurement ``ln(latency / target) / ln(max_batch / min_batch)``, setpoint 0.
+
+    Latency grows at most proportionally to the batch size, so in these units the plant's gain
+    is at most 1 and kp = 0.5 cannot overshoot into a limit cycle (in linear units a
+    three-batches-deep queue made it bounce between the limits). One update per finished
+    batch (dt = 1). Starting at ``min_batch`` is the cautious choice when nothing is known
+    about the load yet.
     """
 
     def __init__(self, target_s: float, min_batch: int = 4, max_batch: int = 64, *,
@@ -86,15 +97,17 @@ class BatchSizeController:
         self.target_s = float(target_s)
         self.min_batch = int(min_batch)
         self.max_batch = int(max_batch)
-        self.pid = PIDController(kp, ki, kd, setpoint=1.0, out_min=0.0, out_max=1.0, bias=0.0)
+        self._log_span = math.log(self.max_batch / self.min_batch)
+        self.pid = PIDController(kp, ki, kd, setpoint=0.0, out_min=0.0, out_max=1.0, bias=0.0)
 
     @property
     def batch_size(self) -> int:
         """The batch size to use now."""
-        span = self.max_batch - self.min_batch
-        return self.min_batch + int(round(self.pid.output * span))
+        size = self.min_batch * math.exp(self.pid.output * self._log_span)
+        return min(max(int(round(size)), self.min_batch), self.max_batch)
 
     def update(self, p95_latency_s: float) -> int:
         """Feed the p95 latency (seconds) seen since the last update; returns the new batch size."""
-        self.pid.update(p95_latency_s / self.target_s)
+        if self._log_span > 0 and math.isfinite(p95_latency_s) and p95_latency_s > 0:
+            self.pid.update(math.log(p95_latency_s / self.target_s) / self._log_span)
         return self.batch_size

@@ -263,7 +263,7 @@ class TextPolicy:
         """Check one prompt (non-empty text within the model's context) and its options."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError(f"{where} must be a non-empty string")
-        n = len(self.scorer.tokenizer(prompt)["input_ids"])
+        n = len(self.scorer.tokenizer(prompt, verbose=False)["input_ids"])
         if n > self.max_prompt_tokens:
             raise InputError(f"{where} is {n} tokens; this model allows at most {self.max_prompt_tokens} "
                              f"prompt tokens ({self.max_prompt_tokens + self.max_new_tokens} positions "
