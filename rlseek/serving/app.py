@@ -312,6 +312,8 @@ class PolicyServer:
             "policy": self.policies["stable"].describe(),
             "batch_size": {n: b.batch_size for n, b in self.batchers.items()},
             "queue_depth": {n: b.queue_depth for n, b in self.batchers.items()},
+            "p95_ms": {n: (None if math.isnan(b.recent_p95()) else b.recent_p95() * 1000)
+                       for n, b in self.batchers.items()},
             "target_latency_ms": self.options.target_latency_ms,
         }
         if self.router is not None:
