@@ -9,8 +9,9 @@ p50/p95/p99 latency are printed side by side with their ratio. Both servers get 
 room (``--queue-batches 64``) so that neither refuses requests in this part.
 
 Part ``pid``: one language-model server with the default queue bound (two batches) is offered
-an open-loop load (requests at fixed intervals) that steps through ``--levels`` requests/s,
-``--level-s`` seconds each; every 0.5 s the p95 of the answers in that interval, the batch size
+an open-loop load (requests at fixed intervals, ``--rows-per-request`` prompts each, so that
+the model rather than HTTP handling is the bottleneck) that steps through ``--levels``
+requests/s, ``--level-s`` seconds each; every 0.5 s the p95 of the answers in that interval, the batch size
 and the share of 503 answers are recorded. The plot (``--out``/serve_pid.png) shows p95 against
 the target and the batch size the controller chose.
 
@@ -87,13 +88,16 @@ class Server:
                 self.proc.wait()
 
 
-def request_maker(kind: str, obs_dim: int) -> Any:
-    """(path, json body) for the i-th request: arithmetic prompts or random observations."""
+def request_maker(kind: str, obs_dim: int, rows: int = 1) -> Any:
+    """(path, json body) for the i-th request: arithmetic prompts or random observations;
+    with ``rows`` > 1 each language-model request carries that many prompts."""
     rng = np.random.default_rng(0)
     if kind == "text":
         from rlseek.envs.text import heldout_prompts
 
         held = heldout_prompts("rlseek/Arithmetic-v0", n=500, seed=7)["prompts"]
+        if rows > 1:
+            return lambda i: ("/v1/generate", {"prompts": [held[(i * rows + j) % len(held)] for j in range(rows)]})
         return lambda i: ("/v1/generate", {"prompt": held[i % len(held)]})
     obs = rng.uniform(-1, 1, size=(500, obs_dim)).tolist()
     return lambda i: ("/v1/act", {"observation": obs[i % len(obs)]})
@@ -233,7 +237,7 @@ async def open_loop_steps(base: str, make: Any, levels: list[float], level_s: fl
 
 
 def pid_part(run: Path, args: argparse.Namespace) -> dict[str, Any]:
-    make = request_maker("text", 0)
+    make = request_maker("text", 0, args.rows_per_request)
     levels = [float(x) for x in args.levels.split(",")]
     with Server(run, "--target-latency-ms", str(args.target_ms)) as srv:
         asyncio.run(closed_loop(srv.base, make, 4, 2.0, 100))  # warm-up
@@ -249,7 +253,8 @@ def pid_part(run: Path, args: argparse.Namespace) -> dict[str, Any]:
               f"{np.median(sp95) if sp95 else float('nan'):7.1f} ms (target {args.target_ms:g}), "
               f"batch {np.mean(bs) if bs else float('nan'):5.1f}, rejected {np.mean([r['rejected_share'] for r in rec]):.2f}",
               flush=True)
-    return {"levels": levels, "level_s": args.level_s, "target_ms": args.target_ms, "records": records}
+    return {"levels": levels, "level_s": args.level_s, "target_ms": args.target_ms,
+            "rows_per_request": args.rows_per_request, "records": records}
 
 
 def plot(pid: dict[str, Any], path: Path) -> None:
@@ -273,7 +278,7 @@ def plot(pid: dict[str, Any], path: Path) -> None:
     axes[2].plot(t, [r["offered_rps"] for r in rec], color="k", ls="--", label="offered")
     axes[2].plot(t, [r["answered_rps"] for r in rec], color="C2", label="answered (200)")
     axes[2].plot(t, [r["rejected_share"] * r["offered_rps"] for r in rec], color="C3", label="refused (503)")
-    axes[2].set_ylabel("requests / s")
+    axes[2].set_ylabel(f"requests / s ({pid['rows_per_request']} prompts each)")
     axes[2].set_xlabel("seconds")
     axes[2].legend(loc="upper left")
     fig.suptitle("rlseek serve: PID batch controller under stepped load (tiny LM, Arithmetic)")
@@ -306,8 +311,10 @@ def main() -> None:
     p.add_argument("--compare-s", type=float, default=10.0, help="seconds per compare measurement")
     p.add_argument("--max-requests", type=int, default=20_000, help="requests per compare measurement at most")
     p.add_argument("--target-ms", type=float, default=200.0, help="the servers' --target-latency-ms")
-    p.add_argument("--levels", default="5,20,60,20,5", help="offered loads of the pid part, requests/s")
+    p.add_argument("--levels", default="1,4,16,4,1", help="offered loads of the pid part, requests/s")
     p.add_argument("--level-s", type=float, default=12.0, help="seconds per offered load")
+    p.add_argument("--rows-per-request", type=int, default=8,
+                   help="prompts per request in the pid part (so that the model, not HTTP, is the bottleneck)")
     p.add_argument("--out", type=Path, help="write serve_load.json and serve_pid.png here")
     args = p.parse_args()
     from rlseek.runs import atomic_write_json

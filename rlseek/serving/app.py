@@ -306,6 +306,15 @@ class PolicyServer:
         self._record("stable", stable_value)
         self._record("canary", self._metric_of(scores))
 
+    def precheck(self, endpoint: str) -> None:
+        """Refuse at once, before the body is parsed and validated, when the stable policy's
+        queue is already full: under overload, refusing must cost as little as possible."""
+        if endpoint == "/v1/feedback":
+            return
+        b = self.batchers["stable"]
+        if b.queue_depth >= b.capacity:
+            raise QueueFull(b.retry_after_s(), f"queue full ({b.queue_depth} of {b.capacity} items waiting)")
+
     def health(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "status": "draining" if self.draining else "ok",
@@ -349,6 +358,7 @@ def create_app(server: PolicyServer) -> FastAPI:
         try:
             if server.draining:
                 raise Draining("the server is shutting down")
+            server.precheck(endpoint)
             result, status = await fn(body), 200
         except BadJSON as exc:
             result, status = _error(400, str(exc)), 400
