@@ -315,7 +315,7 @@ def main() -> None:
     p.add_argument("--level-s", type=float, default=12.0, help="seconds per offered load")
     p.add_argument("--rows-per-request", type=int, default=8,
                    help="prompts per request in the pid part (so that the model, not HTTP, is the bottleneck)")
-    p.add_argument("--out", type=Path, help="write serve_load.json and serve_pid.png here")
+    p.add_argument("--out", type=Path, help="write serve_compare.json, serve_pid.json and serve_pid.png here")
     args = p.parse_args()
     from rlseek.runs import atomic_write_json
 
@@ -335,8 +335,10 @@ def main() -> None:
         plot(result["pid"], out / "serve_pid.png")
         print(f"wrote {out / 'serve_pid.png'}")
     if args.out:
-        atomic_write_json(out / "serve_load.json", result)
-        print(f"wrote {out / 'serve_load.json'}")
+        for part in ("compare", "pid"):
+            if part in result:
+                atomic_write_json(out / f"serve_{part}.json", {"command": result["command"], part: result[part]})
+                print(f"wrote {out / f'serve_{part}.json'}")
 
 
 if __name__ == "__main__":
