@@ -215,3 +215,25 @@ def test_robot_canary_rolls_back_on_client_feedback(robot_policy: Any) -> None:
     assert again.status_code == 422 and "unknown request_id" in again.json()["error"]
     assert "canary" in served and health["active"] is False
     assert not math.isnan(health["means"]["canary"])
+
+
+def test_int8_policies_are_smaller_and_answer(robot_policy: Any, text_policy: Any) -> None:
+    robot8 = load_policy(reacher_run(), quantize="int8")
+    text8 = load_policy(arith_run(), quantize="int8")
+    assert robot8.model_bytes < robot_policy.model_bytes  # a 32x32 actor: pickle overhead dominates
+    assert text8.model_bytes < 0.5 * text_policy.model_bytes
+    obs = robot8.validate([0.1] * 10)
+    a8 = robot8.run_batch([obs])[0]["action"]
+    a32 = robot_policy.run_batch([obs])[0]["action"]
+    assert a8 == pytest.approx(a32, abs=0.1)  # int8 rounding, same policy
+    with threaded_server(create_app(PolicyServer(text8, ServeOptions()))) as base:
+        assert httpx.get(base + "/healthz").json()["policy"]["quantize"] == "int8"
+        r = httpx.post(base + "/v1/generate", json={"prompt": "12+34=", "score": True, "answer": "46"})
+    assert r.status_code == 200 and isinstance(r.json()["completion"], str)
+
+
+def test_quantize_must_be_known(tmp_path: Any) -> None:
+    from rlseek.errors import RlseekError
+
+    with pytest.raises(RlseekError, match="--quantize must be one of none, int8"):
+        load_policy(reacher_run(), quantize="int4")

@@ -171,6 +171,7 @@ class PolicyServer:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        """Start every batcher's worker (called by the app's lifespan)."""
         for b in self.batchers.values():
             b.start()
 
@@ -213,6 +214,7 @@ class PolicyServer:
         return list(await asyncio.gather(*futures))
 
     async def act(self, body: ActRequest) -> dict[str, Any]:
+        """Answer ``/v1/act``: validate the observation(s), queue them, return the action(s)."""
         if self.kind != "robot":
             raise InputError("this server serves a language model; use POST /v1/generate")
         single = body.observations is None
@@ -242,6 +244,7 @@ class PolicyServer:
             self.metrics.routed.labels("canary", "shadow").inc()
 
     async def feedback(self, body: FeedbackRequest) -> dict[str, Any]:
+        """Answer ``/v1/feedback``: add the value to the window of the policy that answered."""
         if not math.isfinite(body.value):
             raise InputError("value must be a finite number")
         policy = self._answered_by.pop(body.request_id, None)
@@ -252,6 +255,8 @@ class PolicyServer:
         return {"recorded": policy}
 
     async def generate(self, body: GenerateRequest) -> dict[str, Any]:
+        """Answer ``/v1/generate``: validate the prompt(s), queue them, return the completion(s),
+        scored through the env's reward registry when asked (and always for the canary)."""
         if self.kind != "text":
             raise InputError("this server serves a robot policy; use POST /v1/act")
         single = body.prompts is None
@@ -316,6 +321,7 @@ class PolicyServer:
             raise QueueFull(b.retry_after_s(), f"queue full ({b.queue_depth} of {b.capacity} items waiting)")
 
     def health(self) -> dict[str, Any]:
+        """What ``/healthz`` answers: status, policies, batch size, queue depth, canary state."""
         out: dict[str, Any] = {
             "status": "draining" if self.draining else "ok",
             "policy": self.policies["stable"].describe(),
