@@ -34,9 +34,9 @@ def register_cli(sub: Any) -> None:
                    help="items the queue holds at most; beyond it requests get 503 (default 256)")
     s.add_argument("--queue-batches", type=int, default=2,
                    help="batches of the current size the queue holds at most (default 2)")
-    s.add_argument("--kp", type=float, default=0.5)
-    s.add_argument("--ki", type=float, default=0.1)
-    s.add_argument("--kd", type=float, default=0.05)
+    s.add_argument("--kp", type=float, default=0.5, help="PID proportional gain (default 0.5)")
+    s.add_argument("--ki", type=float, default=0.1, help="PID integral gain per batch (default 0.1)")
+    s.add_argument("--kd", type=float, default=0.05, help="PID derivative gain per batch (default 0.05)")
     s.add_argument("--canary", metavar="RUN_B", help="a second run to route a fraction of traffic to")
     s.add_argument("--canary-fraction", type=float, default=0.1, help="share of requests for the canary (default 0.1)")
     s.add_argument("--shadow", action="store_true",
