@@ -68,6 +68,11 @@ class RunSection:
     eval_episodes: int = 10
     checkpoint_every: int = 10_000
     keep_checkpoints: int = 3
+    tracking: bool = True
+    """Record the run in MLflow (params, metrics, fingerprints); ``false`` switches it off."""
+    tracking_uri: str = ""
+    """MLflow tracking URI; empty: ``MLFLOW_TRACKING_URI``, else the embedded sqlite store
+    ``runs/mlflow.db`` (see :mod:`rlseek.tracking.settings`)."""
 
 
 @dataclass
@@ -118,6 +123,10 @@ _TOP_KEYS = ("env", "agent", "run", "imports")
 def _check_type(value: Any, expected: Any, where: str, src: str) -> Any:
     """Validate ``value`` against a simple annotation string; returns the coerced value."""
     exp = str(expected)
+    if exp.startswith("bool"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{src}: field '{where}' must be true or false, got {value!r}")
+        return value
     if exp.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():

@@ -14,8 +14,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlseek.rewards import import_reward_modules
 
     import_reward_modules(args.imports or [])
+    overrides = list(args.set or [])
+    if args.no_tracking:
+        overrides.append("run.tracking=false")
+    if args.tracking_uri:
+        overrides.append(f"run.tracking_uri={args.tracking_uri}")
     result = train(
-        args.config, out=args.out, overrides=args.set or [], resume=args.resume,
+        args.config, out=args.out, overrides=overrides, resume=args.resume,
         progress=show_progress(args), command=command_line(args),
     )
     print(f"run finished: {result.path}")
@@ -51,6 +56,11 @@ def register_cli(sub: Any) -> None:
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last good checkpoint")
     s.add_argument("--import", dest="imports", action="append", metavar="MODULE")
     s.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    s.add_argument("--no-tracking", action="store_true",
+                   help="do not record the run in MLflow (= --set run.tracking=false)")
+    s.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow tracking URI (= --set run.tracking_uri=URI; default: "
+                        "MLFLOW_TRACKING_URI, else the sqlite store runs/mlflow.db)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("eval", help="evaluate a run's final policy")
