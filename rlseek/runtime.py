@@ -73,8 +73,12 @@ def quiet_libraries(*names: str) -> None:
             import structlog
 
             structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-        elif name in ("mlflow", "alembic"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        elif name == "mlflow":
+            import mlflow  # noqa: F401  (its import configures the "mlflow" logger at INFO)
+
+            logging.getLogger("mlflow").setLevel(logging.WARNING)
+        elif name == "alembic":
+            logging.getLogger("alembic").setLevel(logging.WARNING)
         else:
             raise ValueError(f"quiet_libraries: unknown library {name!r}")
         _quieted.add(name)

@@ -35,13 +35,13 @@ _STOP = object()
 UID_TAG = "rlseek.run_uid"
 
 
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
     """Nested mappings -> ``{"a.b.c": value}``; lists stay values (written as JSON)."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{name}."))
+            out.update(flatten(value, f"{name}{sep}", sep))
         else:
             out[name] = value
     return out
@@ -53,9 +53,9 @@ def _param_text(value: Any) -> str:
 
 
 def numeric_scalars(data: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """The finite-or-NaN number leaves of a nested mapping (bools and None skipped)."""
+    """The number leaves of a nested mapping as ``prefix + "a/b"`` (bools and None skipped)."""
     out: dict[str, float] = {}
-    for key, value in flatten(data, prefix).items():
+    for key, value in flatten(data, prefix, "/").items():
         if isinstance(value, bool) or value is None:
             continue
         if isinstance(value, (int, float)):

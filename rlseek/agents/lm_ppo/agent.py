@@ -190,6 +190,7 @@ class LmPpoAgent(Agent):
         loop.log_eval(final_eval, iterations * rc.n_envs, _EVAL_KEYS)
         figures = self._summary(history, base_eval, final_eval, counts, cfg, iterations, rc.n_envs,
                                 wall, tokens, resumed_from=start if resume else None)
+        figures.pop("algo"), figures.pop("eval")
         summary = loop.summary(algo="lm-ppo", steps=iterations * rc.n_envs, eval=final_eval,
                                resumed_from=start * rc.n_envs if resume else None, wall_time_s=wall,
                                **figures)
