@@ -60,7 +60,8 @@ def train(
 
     With ``resume=True``, ``out`` names an unfinished run to continue from its newest checkpoint
     (``config`` is then ignored). Bad input raises :class:`~rlseek.errors.RlseekError` and
-    leaves nothing behind.
+    leaves nothing behind. The run is recorded in MLflow unless ``run.tracking`` is false (see
+    :mod:`rlseek.tracking`); a tracking failure only warns.
     """
     from rlseek.agents import get_agent_class
     from rlseek.envs.factory import check_env_id

@@ -129,6 +129,23 @@ def test_runs_bad_input_is_one_line(store: str, tracked_sac: Path, capsys, tmp_p
     one_line(["runs", "compare", str(tracked_sac), "--tracking-uri", store], "at least two")
 
 
+def test_a_resumed_run_continues_its_record(tracking_on, store: str, tmp_path, capsys) -> None:
+    import shutil
+
+    out = _train(tmp_path, "--tracking-uri", store)
+    first = _json(capsys, ["runs", "show", str(out), "--json", "--tracking-uri", store])
+    # As if killed after the first checkpoint: the last checkpoint, final/ and summary gone.
+    shutil.rmtree(out / "final")
+    shutil.rmtree(out / "checkpoints" / "step_000000000192")
+    (out / "summary.json").unlink()
+    meta = json.loads((out / "meta.json").read_text())
+    (out / "meta.json").write_text(json.dumps({**meta, "status": "running", "end_time": None}))
+    assert main(["train", "--resume", "--out", str(out), "--no-progress"]) == 0
+    again = _json(capsys, ["runs", "show", str(out), "--json", "--tracking-uri", store])
+    assert again["run_id"] == first["run_id"] and again["status"] == "FINISHED"
+    assert again["metrics"]["summary/resumed_from_step"] == 96
+
+
 def test_unreachable_tracking_uri_warns_once_and_the_run_finishes(tracking_on, tmp_path, capsys) -> None:
     out = _train(tmp_path, "--tracking-uri", "http://127.0.0.1:9")
     err = capsys.readouterr().err

@@ -29,8 +29,8 @@ class TrackingSettings:
     Attributes:
         enabled: False when tracking was switched off.
         uri: the MLflow tracking URI (``sqlite:///...``, ``http://...``, ``file:...``).
-        artifact_root: where new experiments keep artifacts (the embedded store's
-            ``mlartifacts/``); None leaves the choice to the tracking server.
+        artifact_root: where new experiments keep artifacts (``mlartifacts/`` next to an sqlite
+            store's file); None leaves the choice to the tracking server.
     """
 
     enabled: bool
@@ -66,6 +66,11 @@ def resolve_tracking(
     """
     on = bool(enabled) and not switched_off()
     chosen = (uri or "").strip() or os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if chosen.startswith("sqlite:///"):
+        # MLflow's default artifact root for a database store is ./mlruns of the current
+        # directory; keep artifacts next to the database file instead.
+        folder = Path(chosen[len("sqlite:///"):]).resolve().parent
+        return TrackingSettings(on, chosen, (folder / "mlartifacts").as_uri())
     if chosen:
         return TrackingSettings(on, chosen, None)
     folder = Path(store_dir).resolve() if store_dir is not None else default_store_dir()

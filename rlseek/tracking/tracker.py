@@ -1,11 +1,14 @@
-"""One MLflow run per rlseek run, written from a background thread that can never stop training.
+"""One MLflow run per rlseek run, written by a child process that can never stop training.
 
-:class:`Tracker` queues every call (params, metrics, tags, artifacts) and a worker thread
-performs them with ``mlflow.MlflowClient``. The training loop therefore never waits for MLflow
-— not for its import (seconds), not for the sqlite store's first migration, not for a slow
-server. The first exception the worker meets is reported as one warning line on stderr; after
-it the tracker drops everything, and training goes on. :meth:`Tracker.finish` waits (bounded)
-for the queue to drain, so a finished run's record is complete.
+:class:`Tracker` queues every call (params, metrics, tags, artifacts); a writer thread passes
+them, one JSON line each, to a worker process (:mod:`rlseek.tracking.worker`) that performs them
+with ``mlflow.MlflowClient``. The training loop therefore never waits for MLflow — not for its
+import (several seconds of CPU, which in a thread would also hold the interpreter lock that
+training needs), not for the sqlite store's first migration, not for a slow server. The first
+error is reported as one warning line on stderr; after it the tracker drops everything, and
+training goes on. :meth:`Tracker.finish` waits (bounded) until the worker has written
+everything, so a finished run's record is complete; a worker whose parent dies ends the run as
+KILLED.
 
 Run identity: each rlseek run carries a ``run_uid`` (in ``meta.json``), written to MLflow as the
 tag ``rlseek.run_uid``; ``--resume`` finds the same MLflow run by it and continues logging there.
@@ -13,10 +16,11 @@ tag ``rlseek.run_uid``; ``--resume`` finds the same MLflow run by it and continu
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
 import queue
+import subprocess
 import sys
 import threading
 import time
@@ -31,7 +35,7 @@ MAX_PARAM_LENGTH = 6000
 _BATCH = 900
 """Metrics per ``log_batch`` call (MLflow allows 1000)."""
 FINISH_TIMEOUT_S = 120.0
-_STOP = object()
+_STOP: Any = object()
 UID_TAG = "rlseek.run_uid"
 
 
@@ -92,14 +96,25 @@ class Tracker:
         self.run_id: str | None = None
         self.run_dir: str | None = None
         """Where the tracked run directory lives (set by ``open_run_tracker``)."""
-        self._client: Any = None
         self._queue: queue.Queue[Any] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._threads: list[threading.Thread] = []
+        self._stderr_tail: list[str] = []
         self._finished = False
-        if self.enabled:
-            self._put("start", run_name, dict(tags or {}), dict(params or {}), parent_uid)
-            self._thread = threading.Thread(target=self._work, name="rlseek-tracking", daemon=True)
-            self._thread.start()
+        if not self.enabled:
+            return
+        try:
+            self._proc = _start_worker()
+        except OSError as exc:
+            self._fail(f"{type(exc).__name__}: {exc}")
+            return
+        self._send({"uri": settings.uri, "artifact_root": settings.artifact_root, "run_uid": run_uid})
+        self._put({"op": "start", "run_name": run_name, "tags": {k: str(v) for k, v in (tags or {}).items()},
+                   "params": _plain(dict(params or {})), "parent_uid": parent_uid})
+        for target in (self._write, self._read, self._read_stderr):
+            t = threading.Thread(target=target, name=f"rlseek-tracking{target.__name__}", daemon=True)
+            t.start()
+            self._threads.append(t)
 
     @classmethod
     def disabled(cls) -> Tracker:
@@ -111,146 +126,130 @@ class Tracker:
         """Queue scalar metrics at ``step`` (the run's own step unit)."""
         if self.enabled and metrics:
             stamp = int(time.time() * 1000)
-            self._put("metrics", [(str(k), float(v), stamp, int(step)) for k, v in metrics.items()])
+            self._put({"op": "metrics", "batch": [[str(k), float(v), stamp, int(step)] for k, v in metrics.items()]})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Queue params (nested mappings are flattened to dotted names)."""
         if self.enabled and params:
-            self._put("params", flatten(params))
+            self._put({"op": "params", "params": _plain(dict(params))})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Queue tags (values become text)."""
         if self.enabled and tags:
-            self._put("tags", {str(k): str(v) for k, v in tags.items()})
+            self._put({"op": "tags", "tags": {str(k): str(v) for k, v in tags.items()}})
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Queue a small file to copy into the run's artifacts (a summary, a config)."""
         if self.enabled:
-            self._put("artifact", str(path), artifact_path)
+            self._put({"op": "artifact", "path": str(Path(path).resolve()), "artifact_path": artifact_path})
+
+    def discard(self, timeout: float = FINISH_TIMEOUT_S) -> None:
+        """Delete the MLflow run (a run whose directory was removed: bad input found late)."""
+        if self.enabled and not self._finished:
+            self._put({"op": "delete"})
+            self.finish("FAILED", timeout)
 
     def finish(self, status: str = "FINISHED", timeout: float = FINISH_TIMEOUT_S) -> None:
         """End the MLflow run (``FINISHED``, ``FAILED`` or ``KILLED``) and wait, at most
         ``timeout`` seconds, until everything queued has been written."""
         if not self.enabled or self._finished:
             return
+        self._put({"op": "end", "status": status})
         self._finished = True
-        self._put("end", status)
         self._queue.put(_STOP)
-        assert self._thread is not None
-        self._thread.join(timeout)
-        if self._thread.is_alive() and not self.failed:
-            self.failed = True
-            _warn(f"tracking to {self.settings.uri} did not finish within {timeout:.0f}s; "
-                  "the run's record may miss its last metrics")
-
-    def discard(self, timeout: float = FINISH_TIMEOUT_S) -> None:
-        """Delete the MLflow run (a run whose directory was removed: bad input found late)."""
-        if not self.enabled or self._finished:
+        if self._proc is None:
             return
-        self._put("delete")
-        self.finish("FAILED", timeout)
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        try:
+            self._proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            if not self.failed:
+                self._fail(f"no answer within {timeout:.0f}s; the run's record may miss its last metrics")
+            return
+        if self._proc.returncode != 0 and not self.failed:
+            tail = (self._stderr_tail or ["(no message)"])[-1]
+            self._fail(f"the tracking worker exited with code {self._proc.returncode}: {tail}")
 
-    # -- worker -------------------------------------------------------------------------------
-    def _put(self, *item: Any) -> None:
-        if not self._finished or item[0] == "end":
+    # -- plumbing -----------------------------------------------------------------------------
+    def _put(self, item: dict[str, Any]) -> None:
+        if not self._finished and not self.failed:
             self._queue.put(item)
 
-    def _work(self) -> None:
-        pending: list[tuple[str, float, int, int]] = []
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                self._flush(pending)
-                return
-            if self.failed:
-                continue
-            if item[0] == "metrics":
-                pending.extend(item[1])
-                if self._queue.empty() or len(pending) >= _BATCH:
-                    self._flush(pending)
-                continue
-            self._flush(pending)
-            self._guard(getattr(self, f"_do_{item[0]}"), *item[1:])
+    def _send(self, doc: dict[str, Any]) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        self._proc.stdin.write((json.dumps(doc, default=str) + "\n").encode())
 
-    def _flush(self, pending: list[tuple[str, float, int, int]]) -> None:
-        if pending and not self.failed:
-            batch = list(pending)
-            self._guard(self._do_metrics, batch)
-        pending.clear()
-
-    def _guard(self, fn: Any, *args: Any) -> None:
+    def _write(self) -> None:
+        """Move queued ops to the worker's stdin, merging consecutive metrics into one line."""
+        assert self._proc is not None and self._proc.stdin is not None
         try:
-            fn(*args)
-        except Exception as exc:  # any failure of the tracking backend: warn once, go on
-            self.failed = True
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
-            _warn(f"tracking to {self.settings.uri} failed ({type(exc).__name__}: {first}); "
-                  "training goes on without it")
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    break
+                if item["op"] == "metrics":
+                    while len(item["batch"]) < _BATCH:
+                        try:
+                            nxt = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if nxt is not _STOP and nxt["op"] == "metrics":
+                            item["batch"].extend(nxt["batch"])
+                            continue
+                        self._send(item)
+                        item = nxt
+                        break
+                    if item is _STOP:
+                        break
+                self._send(item)
+                self._proc.stdin.flush()
+            self._proc.stdin.flush()
+        except (OSError, ValueError):  # the worker is gone; _read reports why
+            pass
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                self._proc.stdin.close()
 
-    def _do_start(self, run_name: str, tags: dict[str, Any], params: dict[str, Any],
-                  parent_uid: str | None) -> None:
-        self._client = open_client(self.settings.uri)
-        client = self._client
-        exp_id = ensure_experiment(client, self.settings.artifact_root)
-        found = client.search_runs([exp_id], filter_string=f"tags.`{UID_TAG}` = '{self.run_uid}'",
-                                   max_results=1)
-        all_tags = {UID_TAG: self.run_uid, **{k: str(v) for k, v in tags.items()}}
-        if parent_uid:
-            parent = client.search_runs([exp_id], filter_string=f"tags.`{UID_TAG}` = '{parent_uid}'",
-                                        max_results=1)
-            all_tags["rlseek.parent_uid"] = parent_uid
-            if parent:
-                all_tags["mlflow.parentRunId"] = parent[0].info.run_id
-        if found:  # a resumed run continues its record
-            self.run_id = found[0].info.run_id
-            client.update_run(self.run_id, status="RUNNING")
-            self._do_tags(all_tags)
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for raw in self._proc.stdout:
+            line = raw.decode(errors="replace").strip()
+            if line.startswith("run_id "):
+                self.run_id = line.split(" ", 1)[1]
+            elif line.startswith("failed "):
+                self._fail(line.split(" ", 1)[1])
+
+    def _read_stderr(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        for raw in self._proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                self._stderr_tail = [*self._stderr_tail[-19:], line]
+
+    def _fail(self, message: str) -> None:
+        if self.failed:
             return
-        run = client.create_run(exp_id, run_name=run_name, tags=all_tags)
-        self.run_id = run.info.run_id
-        self._do_params(flatten(params))
+        self.failed = True
+        _warn(f"tracking to {self.settings.uri} failed ({message}); training goes on without it")
 
-    def _do_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
 
-        if self.run_id is None:
-            return
-        items = [Param(k, _param_text(v)) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            try:
-                self._client.log_batch(self.run_id, params=items[i : i + 100])
-            except Exception as exc:
-                # A resumed run may log a param again with another value; MLflow refuses that.
-                if "Changing param values is not allowed" not in str(exc):
-                    raise
+def _plain(obj: Any) -> Any:
+    """JSON-ready copy (numpy scalars, paths and other objects become numbers or text)."""
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
-    def _do_metrics(self, batch: list[tuple[str, float, int, int]]) -> None:
-        from mlflow.entities import Metric
 
-        if self.run_id is None:
-            return
-        metrics = [Metric(k, v if math.isfinite(v) else float("nan"), t, s) for k, v, t, s in batch]
-        for i in range(0, len(metrics), _BATCH):
-            self._client.log_batch(self.run_id, metrics=metrics[i : i + _BATCH])
+def _start_worker() -> subprocess.Popen[bytes]:
+    """``python -m rlseek.tracking.worker`` with this process's rlseek on its path."""
+    import rlseek
 
-    def _do_tags(self, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        if self.run_id is not None:
-            self._client.log_batch(self.run_id, tags=[RunTag(k, v[:8000]) for k, v in tags.items()])
-
-    def _do_artifact(self, path: str, artifact_path: str | None) -> None:
-        if self.run_id is not None and os.path.isfile(path):
-            self._client.log_artifact(self.run_id, path, artifact_path)
-
-    def _do_delete(self) -> None:
-        if self.run_id is not None:
-            self._client.delete_run(self.run_id)
-            self.run_id = None
-
-    def _do_end(self, status: str) -> None:
-        if self.run_id is not None:
-            self._client.set_terminated(self.run_id, status=status)
+    env = dict(os.environ)
+    root = str(Path(rlseek.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    return subprocess.Popen([sys.executable, "-m", "rlseek.tracking.worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
 def open_client(uri: str) -> Any:
