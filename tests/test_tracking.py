@@ -238,3 +238,11 @@ def test_cadence_fires_once_per_multiple_passed() -> None:
     assert resumed.until_next(310) == 90
     never = Cadence(0)
     assert not any(never.due(s) for s in range(0, 1000, 50)) and never.until_next(5) is None
+
+
+def test_metric_names_mlflow_refuses_are_rewritten() -> None:
+    from rlseek.tracking.tracker import metric_name
+
+    assert metric_name("summary/poi/bcq>bc") == "summary/poi/bcq_bc"
+    assert metric_name("losses/approx_kl") == "losses/approx_kl"
+    assert metric_name("a b:c.d-e") == "a b:c.d-e"

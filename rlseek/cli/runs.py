@@ -58,8 +58,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         head = headline(r)
         rows.append([r["run_id"][:12], r["name"], r["kind"], r["algo"], r["env_id"], r["status"],
                      r["start_time"], f"{head[0]}={head[1]:.4g}" if head else None,
-                     "retired" if r["retired"] else ""])
-    sys.stdout.write(_table(["run", "name", "kind", "algo", "env", "status", "started", "headline", ""], rows))
+                     "yes" if r["retired"] else ""])
+    sys.stdout.write(_table(["run", "name", "kind", "algo", "env", "status", "started", "headline", "retired"], rows))
     return 0
 
 

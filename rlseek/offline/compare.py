@@ -272,7 +272,8 @@ def _close_parent(tracker: Any, results: dict[str, Any], out: Path) -> None:
     metrics: dict[str, float] = {}
     for algo, row in results["summary"].items():
         metrics.update(numeric_scalars({k: v for k, v in row.items() if k != "scores"}, f"summary/{algo}/"))
-    metrics.update(numeric_scalars(results["probability_of_improvement"], "summary/poi/"))
+    poi = {pair.replace(">", "_over_"): v for pair, v in results["probability_of_improvement"].items()}
+    metrics.update(numeric_scalars(poi, "summary/probability_of_improvement/"))
     tracker.log_metrics(metrics, int(results["settings"]["steps"]))
     for name in ("results.json", "results.md", "plot.png"):
         tracker.log_artifact(out / name)

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -54,6 +55,15 @@ def flatten(data: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[s
 def _param_text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 1] + "…"
+
+
+_BAD_NAME = re.compile(r"[^\w\-. :/]")
+
+
+def metric_name(key: str) -> str:
+    """``key`` with the characters MLflow refuses in metric names (anything but letters,
+    digits, ``_ - . : /`` and space) replaced by ``_``."""
+    return _BAD_NAME.sub("_", str(key))
 
 
 def numeric_scalars(data: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -126,7 +136,8 @@ class Tracker:
         """Queue scalar metrics at ``step`` (the run's own step unit)."""
         if self.enabled and metrics:
             stamp = int(time.time() * 1000)
-            self._put({"op": "metrics", "batch": [[str(k), float(v), stamp, int(step)] for k, v in metrics.items()]})
+            self._put({"op": "metrics",
+                       "batch": [[metric_name(k), float(v), stamp, int(step)] for k, v in metrics.items()]})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Queue params (nested mappings are flattened to dotted names)."""

@@ -104,6 +104,21 @@ def _param_text(value: Any) -> str:
     return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 1] + "…"
 
 
+def _with_retries(fn: Any, kwargs: dict[str, Any], tries: int = 6) -> None:
+    """Call ``fn(**kwargs)``, retrying while an sqlite store is locked by another writer
+    (parallel runs of ``offline compare --jobs N`` share one database file)."""
+    import time
+
+    for i in range(tries):
+        try:
+            fn(**kwargs)
+            return
+        except Exception as exc:
+            if "database is locked" not in str(exc) or i == tries - 1:
+                raise
+            time.sleep(0.25 * 2**i)
+
+
 def _say(line: str) -> None:
     sys.stdout.write(line.replace("\n", " ") + "\n")
     sys.stdout.flush()
@@ -122,12 +137,15 @@ def main() -> int:
         try:
             if name != "start" and worker.run_id is None and name != "end":
                 continue
-            getattr(worker, name)(**op)
+            _with_retries(getattr(worker, name), op)
         except Exception as exc:  # any failure of the tracking backend: report once, drain
             failed = True
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             _say(f"failed {type(exc).__name__}: {first}")
-    if not failed and not worker.ended and worker.run_id is not None:
+            if worker.run_id is not None and name != "end":
+                with contextlib.suppress(Exception):  # leave no record RUNNING forever
+                    worker.end("FAILED")
+    if not failed and not worker.ended and worker.run_id is not None:  # the parent died
         with contextlib.suppress(Exception):
             worker.end("KILLED")
     return 0
