@@ -3,7 +3,7 @@ and the summary's shape — written once, used by SB3, lm-ppo and the offline ag
 
 An agent keeps its own algorithm step and calls these hooks; each agent's file shows them in
 order (``sb3_callbacks.py`` for SB3, whose loop is SB3's own ``learn``; ``lm_ppo/agent.py``;
-``offline.py``)::
+``offline/agent.py``)::
 
     loop = TrainingLoop(run, unit="completions", total=N, start=resumed_step, progress=progress)
     while step < N:

@@ -1,10 +1,11 @@
 """Run tracking on MLflow and monitoring scalars.
 
-Layer: above ``errors``/``config``/``runs``, below ``agents`` (agents import it; it never imports
-agents, envs or rewards). Modules: ``settings`` (the switch and the URI), ``tracker`` (a
-failure-safe MLflow run written from a background thread), ``logger`` (the one scalar sink:
-TensorBoard + the tracker), ``monitor`` (resource scalars), ``record`` (what a run directory's
-record holds), ``registry`` and ``cli`` (``rlseek runs ...``).
+Layer: foundation, beside ``runs`` (agents import it; it imports only ``errors``, ``_version``,
+``runs`` and ``runtime`` — never agents, envs or rewards). Modules: ``settings`` (the switch and
+the URI), ``tracker`` (a failure-safe MLflow run, fed to a child process), ``worker`` (that child
+process), ``logger`` (the one scalar sink: TensorBoard + the tracker), ``monitor`` (resource
+scalars), ``record`` (what a run's record holds), ``registry`` (what ``rlseek runs`` reads;
+its CLI is ``rlseek/cli/runs.py``).
 """
 
 from rlseek.tracking.logger import ScalarLogger

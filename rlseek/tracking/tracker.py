@@ -254,10 +254,8 @@ def _plain(obj: Any) -> Any:
 
 def _start_worker() -> subprocess.Popen[bytes]:
     """``python -m rlseek.tracking.worker`` with this process's rlseek on its path."""
-    import rlseek
-
     env = dict(os.environ)
-    root = str(Path(rlseek.__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding the rlseek package
     env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
     return subprocess.Popen([sys.executable, "-m", "rlseek.tracking.worker"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
