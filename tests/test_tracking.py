@@ -246,3 +246,14 @@ def test_metric_names_mlflow_refuses_are_rewritten() -> None:
     assert metric_name("summary/poi/bcq>bc") == "summary/poi/bcq_bc"
     assert metric_name("losses/approx_kl") == "losses/approx_kl"
     assert metric_name("a b:c.d-e") == "a b:c.d-e"
+
+
+def test_run_tracking_must_be_a_boolean() -> None:
+    from rlseek.config import config_from_dict
+    from rlseek.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'run.tracking' must be true or false, got 1"):
+        config_from_dict({"env": {"id": "rlseek/Reacher-v0"}, "agent": {"algo": "sac"}, "run": {"tracking": 1}})
+    cfg = config_from_dict({"env": {"id": "rlseek/Reacher-v0"}, "agent": {"algo": "sac"},
+                            "run": {"tracking": False, "tracking_uri": "http://127.0.0.1:5000"}})
+    assert cfg.run.tracking is False and cfg.run.tracking_uri == "http://127.0.0.1:5000"
