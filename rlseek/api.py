@@ -65,12 +65,14 @@ def train(
     subprocess env workers, ``rlseek eval`` and ``--resume`` import them too. With
     ``resume=True``, ``out`` names an unfinished run to continue from its newest checkpoint
     (``config`` is then ignored; its recorded imports are imported). Bad input raises
-    :class:`~rlseek.errors.RlseekError` and leaves nothing behind.
+    :class:`~rlseek.errors.RlseekError` and leaves nothing behind. The run is recorded in MLflow
+    unless ``run.tracking`` is false (see :mod:`rlseek.tracking`); a tracking failure only warns.
     """
     from rlseek.agents import get_agent_class
     from rlseek.envs.factory import check_env_id
     from rlseek.rewards import import_reward_modules
     from rlseek.runs import Run
+    from rlseek.tracking import TrackedRun
 
     if resume:
         if out is None:
@@ -83,7 +85,9 @@ def train(
         import_reward_modules(merge_imports(run.config.imports, imports))
         agent = get_agent_class(run.config.agent.algo)(run.config)
         run.append_command(command)
-        summary = agent.train(run, resume=True, progress=progress)
+        with TrackedRun(run, kind="train") as session:
+            summary = agent.train(run, resume=True, progress=progress)
+            session.finish(summary)
     else:
         if config is None:
             raise RlseekError("train needs a config (a YAML path, a dict or an ExperimentConfig)")
@@ -98,15 +102,17 @@ def train(
         cfg = agent.resolve_config(cfg)
         agent.config = cfg
         run = Run.create(Path(out) if out else _default_out(cfg), cfg, command)
-        try:
-            summary = agent.train(run, resume=False, progress=progress)
-        except RlseekError:
-            # Bad input found only once training started: leave nothing behind if no
-            # checkpoint was written yet.
-            if run.latest_checkpoint() is None:
-                shutil.rmtree(run.path, ignore_errors=True)
-            raise
-    run.finish(summary)
+        with TrackedRun(run, kind="train") as session:
+            try:
+                summary = agent.train(run, resume=False, progress=progress)
+            except RlseekError:
+                # Bad input found only once training started: leave nothing behind if no
+                # checkpoint was written yet (neither files nor a tracking record).
+                if run.latest_checkpoint() is None:
+                    run.tracker.discard()
+                    shutil.rmtree(run.path, ignore_errors=True)
+                raise
+            session.finish(summary)
     return TrainedRun(run.path, summary)
 
 
@@ -159,19 +165,18 @@ def _default_out(config: ExperimentConfig) -> Path:
 # -- preferences and reward models ------------------------------------------------------------
 def _quiet_transformers() -> None:
     # Load/save progress bars and hub notices would drown the one-line-per-event output.
-    from transformers.utils import logging
+    from rlseek.runtime import quiet_libraries
 
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
+    quiet_libraries("transformers")
 
 
 def _set_threads(device: str) -> None:
+    """``OMP_NUM_THREADS`` threads on CPU when it is set (else torch's default)."""
     import os
 
-    import torch
+    from rlseek.runtime import set_torch_threads
 
-    if device == "cpu" and os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))
+    set_torch_threads(device, int(os.environ.get("OMP_NUM_THREADS") or 0), default=None)
 
 
 def synthesize_preferences(
@@ -220,6 +225,8 @@ def train_reward_model(
     max_length: int = 512,
     device: str = "auto",
     log: Callable[[str], None] | None = None,
+    tracking: bool = True,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Train a Bradley–Terry reward model on the pairs in ``train_data`` (JSONL) into the new
     directory ``out``; evaluate on ``eval_data`` or a seeded ``eval_split`` of the training
@@ -227,13 +234,14 @@ def train_reward_model(
     ``attack`` the :class:`~rlseek.reward_models.adversarial.AdversarialConfig` whose PGD attack
     the robustness figure uses (default ε = 0.1, 5 steps). ``out`` gets the model and its
     ``metrics.json``; returns the headline figures. Warnings (duplicate pairs) and progress go
-    to ``log``."""
+    to ``log``. The training is recorded in MLflow (kind ``reward-model``) unless ``tracking`` is
+    false; ``tracking_uri`` picks the store (see :mod:`rlseek.tracking`)."""
     from rlseek.models.loader import resolve_device
     from rlseek.reward_models.adversarial import AdversarialConfig
     from rlseek.reward_models.data import DEFAULT_EVAL_SPLIT, PreferenceDataset
-    from rlseek.reward_models.trainer import BradleyTerryTrainer, TrainConfig, evaluate
+    from rlseek.reward_models.trainer import TrainConfig
     from rlseek.rewards.learned.model import RewardModel
-    from rlseek.runs import atomic_directory, check_new_output, sha256_file
+    from rlseek.runs import check_new_output
 
     say = log or (lambda _msg: None)
     out = Path(out)
@@ -256,6 +264,38 @@ def train_reward_model(
     dev = resolve_device(device)
     _set_threads(dev)
     model = RewardModel.from_backbone(backbone, max_length=max_length, seed=cfg.seed).to(dev)
+    from rlseek.tracking.record import close_model_tracker, open_model_tracker
+
+    tracker = open_model_tracker(
+        out, kind="reward-model", algo="bradley-terry", seed=cfg.seed, enabled=tracking, uri=tracking_uri,
+        data={"train": train_data, **({"eval": eval_data} if eval_data is not None else {})},
+        params={**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "extra"}, "backbone": backbone,
+                "max_length": max_length, "eval_split": eval_split, "device": device},
+    )
+    try:
+        summary, result = _fit_reward_model(model, cfg, adv, train, evaluation, train_data, eval_data,
+                                            eval_split, out, log)
+    except BaseException as exc:
+        tracker.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    history = [{"train/loss": rec.get("train_loss"),
+                **{f"eval/{k[5:]}": v for k, v in rec.items() if k.startswith("eval_")}, "step": rec["step"]}
+               for rec in result.get("history") or []]
+    close_model_tracker(tracker, history, {k: v for k, v in summary.items() if k != "out"},
+                        int(result.get("steps") or 0), [out / "metrics.json"])
+    return summary
+
+
+def _fit_reward_model(model: Any, cfg: Any, adv: Any, train: Any, evaluation: Any, train_data: str | Path,
+                      eval_data: str | Path | None, eval_split: float | None, out: Path,
+                      log: Callable[[str], None] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit, evaluate (plain and under PGD) and write the model directory; returns the headline
+    figures and the full metrics."""
+    from rlseek.reward_models.data import DEFAULT_EVAL_SPLIT
+    from rlseek.reward_models.trainer import BradleyTerryTrainer, evaluate
+    from rlseek.runs import atomic_directory, check_new_output, sha256_file
+
+    say = log or (lambda _msg: None)
     trainer = BradleyTerryTrainer(model, cfg, log=log)
     if trainer.parameter_share:
         s = trainer.parameter_share
@@ -274,7 +314,7 @@ def train_reward_model(
     with atomic_directory(out) as tmp:
         model.save(tmp, metrics=result)
     ev, adv_ev = result["eval"], result["eval_adversarial"]
-    return {
+    summary = {
         "out": str(out),
         "eval_accuracy": ev["accuracy"],
         "eval_adversarial_accuracy": adv_ev["adversarial_accuracy"],
@@ -285,6 +325,7 @@ def train_reward_model(
         "pairs_per_second": result["pairs_per_second"],
         "trainable_share": result["trainable_parameters"]["share"],
     }
+    return summary, result
 
 
 def evaluate_reward_model(

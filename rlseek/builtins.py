@@ -44,6 +44,6 @@ def load_agents() -> None:
 
 def cli_modules() -> list[ModuleType]:
     """The modules whose ``register_cli(subparsers)`` build the ``rlseek`` parser, in help order."""
-    from rlseek.cli import catalog, demo, offline, reward_model, serve, train
+    from rlseek.cli import catalog, demo, offline, reward_model, runs, serve, train
 
-    return [catalog, train, reward_model, offline, serve, demo]
+    return [catalog, train, reward_model, offline, runs, serve, demo]

@@ -68,6 +68,11 @@ class RunSection:
     eval_episodes: int = 10
     checkpoint_every: int = 10_000
     keep_checkpoints: int = 3
+    tracking: bool = True
+    """Record the run in MLflow (params, metrics, fingerprints); ``false`` switches it off."""
+    tracking_uri: str = ""
+    """MLflow tracking URI; empty: ``MLFLOW_TRACKING_URI``, else the embedded sqlite store
+    ``runs/mlflow.db`` (see :mod:`rlseek.tracking.settings`)."""
 
 
 @dataclass

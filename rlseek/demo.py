@@ -14,7 +14,10 @@ Stages (each calls the Python API that the listed ``rlseek`` commands call, in t
 The report (``report.md``) is written from the runs' own ``summary.json`` / ``metrics.json`` /
 ``results.json`` files; nothing in it is typed by hand. ``figures.json`` holds the same figures
 and each stage's headline numbers (``values``) as a figure file (:mod:`rlseek.figures`); the
-README's demo figures are checked against the committed ``figures/demo-quick.json``. Budgets are small (``--quick`` smaller
+README's demo figures are checked against the committed ``figures/demo-quick.json``. Every run
+is recorded in MLflow: in the store ``MLFLOW_TRACKING_URI`` names, else in ``OUT/mlflow.db``
+(an embedded sqlite store); the report links the store and says how to open its UI (unless
+``RLSEEK_TRACKING=off``). Budgets are small (``--quick`` smaller
 still), so the figures show that everything runs end to end, not what full-size runs reach: the
 report lists the full-size commands.
 """
@@ -322,7 +325,39 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def write_report(out: Path, results: list[StageResult], quick: bool, seconds: float) -> Path:
+def _tracking_lines(uri: str | None) -> list[str]:
+    """The report's section on the run registry: where the store is, what it holds, how to open it."""
+    lines = ["## Run registry (MLflow)", ""]
+    if uri is None:
+        return lines + ["Tracking was off for this demo (RLSEEK_TRACKING=off); no runs were recorded.", ""]
+    from rlseek.tracking.registry import list_runs
+
+    try:
+        runs = list_runs(uri)
+    except RlseekError as exc:
+        return lines + [f"Tracking store `{uri}` could not be read: {exc}", ""]
+    kinds: dict[str, int] = {}
+    for r in runs:
+        kinds[r["kind"] or "?"] = kinds.get(r["kind"] or "?", 0) + 1
+    where = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else uri
+    store_link = f"[{Path(where).name}]({Path(where).name})" if uri.startswith("sqlite:///") else f"`{uri}`"
+    lines += [
+        f"Every run above is recorded in the MLflow store {store_link} (`{uri}`): "
+        f"{len(runs)} runs (" + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) + "), each with the "
+        "resolved config as params, every TensorBoard scalar (losses, throughput, latency, resources, "
+        "quality) as metrics, the data fingerprints as tags and a reference to its run directory.",
+        "",
+        "```bash",
+        f"mlflow ui --backend-store-uri {uri}      # then open http://127.0.0.1:5000",
+        f"rlseek runs list --tracking-uri {uri}",
+        "```",
+        "",
+    ]
+    return lines
+
+
+def write_report(out: Path, results: list[StageResult], quick: bool, seconds: float,
+                 tracking_uri: str | None = None) -> Path:
     """Write ``report.md`` from the stage results (the runs' own figures)."""
     from rlseek._version import __version__
 
@@ -340,6 +375,7 @@ def write_report(out: Path, results: list[StageResult], quick: bool, seconds: fl
         lines.append("")
         lines += [f"![{r.name}]({p})" for p in r.plots]
         lines += ["", "Ran (through the Python API these commands call):", "", "```bash", *r.commands, "```", "", "Full size:", "", "```bash", *r.full_commands, "```", ""]
+    lines += _tracking_lines(tracking_uri)
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
@@ -375,15 +411,45 @@ def run_demo(out: str | Path, quick: bool = False, stages: list[str] | None = No
     chosen = [s for s in STAGES if stages is None or s[0] in stages]
     t0 = time.time()
     results: list[StageResult] = []
-    for name, fn in chosen:
-        with tqdm(total=1, desc=f"demo: {name}", file=sys.stderr, bar_format="{desc} {elapsed}") as bar:
-            ts = time.time()
-            r = fn(out, quick, log)
-            r.seconds = time.time() - ts
-            results.append(r)
-            bar.update(1)
+    uri = _demo_tracking_uri(out)
+    with _tracking_env(uri):
+        for name, fn in chosen:
+            with tqdm(total=1, desc=f"demo: {name}", file=sys.stderr, bar_format="{desc} {elapsed}") as bar:
+                ts = time.time()
+                r = fn(out, quick, log)
+                r.seconds = time.time() - ts
+                results.append(r)
+                bar.update(1)
     seconds = time.time() - t0
     command = "rlseek demo" + (" --quick" if quick else "") + (f" --stages {','.join(stages)}" if stages else "")
     for path in [out / "figures.json", *([Path(figures)] if figures else [])]:
         write_figures_file(path, results, quick, seconds, command=command)
-    return write_report(out, results, quick, seconds)
+    return write_report(out, results, quick, seconds, uri)
+
+
+def _demo_tracking_uri(out: Path) -> str | None:
+    """The store the demo records into: ``MLFLOW_TRACKING_URI``, else ``OUT/mlflow.db``;
+    None when tracking is switched off."""
+    from rlseek.tracking import resolve_tracking
+
+    settings = resolve_tracking(store_dir=out)
+    return settings.uri if settings.enabled else None
+
+
+@contextlib.contextmanager
+def _tracking_env(uri: str | None) -> Any:
+    """Point every command the demo runs (and their worker processes) at the demo's store."""
+    import os
+
+    if uri is None:
+        yield
+        return
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before

@@ -181,6 +181,9 @@ class Run:
     def __init__(self, path: Path, config: ExperimentConfig) -> None:
         self.path = Path(path)
         self.config = config
+        self.tracker: Any = None
+        """This session's MLflow record (:class:`rlseek.tracking.Tracker`), set by
+        ``rlseek.tracking.open_run_tracker``; None when the run is not tracked."""
 
     # -- paths -------------------------------------------------------------------------------
     @property

@@ -16,8 +16,25 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "out"
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RLSEEK_TRACKING", "on")  # the demo records its runs in OUT/mlflow.db
+        assert main(["demo", "--quick", "--out", str(out)]) == 0
     return out
+
+
+def test_report_links_the_mlflow_store_which_holds_every_run(demo_dir: Path, capsys) -> None:
+    report = (demo_dir / "report.md").read_text()
+    uri = f"sqlite:///{demo_dir.resolve() / 'mlflow.db'}"
+    assert "## Run registry (MLflow)" in report and "[mlflow.db](mlflow.db)" in report
+    assert f"mlflow ui --backend-store-uri {uri}" in report
+    capsys.readouterr()
+    assert main(["runs", "list", "--json", "--tracking-uri", uri]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    kinds = sorted(r["kind"] for r in runs)
+    # robot + rlhf + 2x2 offline runs, the reward model, the comparison itself
+    assert kinds.count("train") == 6 and kinds.count("reward-model") == 1 and kinds.count("offline-compare") == 1
+    assert all(r["status"] == "FINISHED" for r in runs), [(r["name"], r["kind"], r["status"]) for r in runs]
+    assert f"{len(runs)} runs" in report
 
 
 def _row(report: str, name: str) -> str:

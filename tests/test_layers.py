@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "rlseek.figures": 0,
     "rlseek.evaluation": 0,
     "rlseek.models": 0,
+    "rlseek.runtime": 0,
     # MLflow run tracking sits with the run directory it mirrors, so agents may log through it.
     "rlseek.tracking": 0,
     # 1: the reward registry, its terms, and scoring with a learned reward model

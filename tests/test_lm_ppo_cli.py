@@ -55,8 +55,13 @@ def test_run_directory_final_model_and_summary(finished_run: Path) -> None:
     for tag in ("reward/accuracy", "reward/diversity", "reward/efficiency", "charts/kl_ref",
                 "charts/kl_coef", "charts/entropy", "charts/ent_coef", "losses/approx_kl",
                 "losses/clipfrac", "losses/value_loss", "losses/explained_variance",
-                "charts/response_length", "charts/eos_rate", "charts/rollout_tokens_per_second"):
+                "charts/response_length", "charts/eos_rate", "charts/rollout_tokens_per_second",
+                # monitoring scalars of the shared loop
+                "latency/rollout_seconds", "latency/train_seconds", "throughput/steps_per_second",
+                "throughput/tokens_per_second", "resources/rss_mb", "quality/distinct_2",
+                "quality/response_length", "quality/eos_rate"):
         assert tag in tags, tag
+    assert summary["step_unit"] == "completions" and summary["steps"] == 24
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, finished_run: Path,

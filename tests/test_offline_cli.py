@@ -68,8 +68,16 @@ def test_small_comparison_end_to_end(dataset, tmp_path, capsys):
     assert res["settings"]["algo_configs"]["bcq"]["n_action_samples"] == 100
     assert "| bcq | 2 |" in (out / "results.md").read_text()
     assert (out / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert list((out / "tb").rglob("events.out.tfevents.*"))
-    assert (out / "models" / "bcq_seed1" / "d3rlpy_weights.pt").is_file()
+    # Every (algo, seed) run is an ordinary run directory: its own TensorBoard logs, final
+    # weights and summary, and `rlseek eval` reproduces its evaluation from the files.
+    for r in res["runs"]:
+        run_dir = out / r["run_dir"]
+        assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+        assert json.loads((run_dir / "meta.json").read_text())["status"] == "finished"
+    assert (out / "runs" / "bcq_seed1" / "final" / "d3rlpy_weights.pt").is_file()
+    capsys.readouterr()
+    assert main(["eval", str(out / "runs" / "bcq_seed1"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["returns"] == res["runs"][2]["returns"]
     # The same seeds give the same scores: training and evaluation are seeded.
     rc = main(["offline", "compare", "--dataset", str(dataset), "--algos", "bc", "--seeds", "1",
                "--steps", "10", "--episodes", "2", "--out", str(tmp_path / "again")])

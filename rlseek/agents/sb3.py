@@ -48,19 +48,26 @@ with contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(ImportError)
 
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3, HerReplayBuffer
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.logger import Logger, make_output_format
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 
 from rlseek.agents.base import Agent, AgentConfig, register_agent
-from rlseek.agents.sb3_callbacks import EVAL_SEED_OFFSET, RunCallback, evaluate_model
+from rlseek.agents.loop import TrainingLoop
+from rlseek.agents.sb3_callbacks import (
+    EVAL_SEED_OFFSET,
+    LoopOutputFormat,
+    RunCallback,
+    evaluate_model,
+)
 from rlseek.agents.sb3_replay import load_replay_buffer, save_replay_buffer
 from rlseek.config import EnvSection, ExperimentConfig, RunSection
 from rlseek.envs.factory import make_env, reward_fn_of
 from rlseek.errors import RlseekError, did_you_mean
 from rlseek.rewards import import_reward_modules
 from rlseek.runs import Run, atomic_directory
+from rlseek.runtime import resolve_device, set_torch_threads
 
 MODEL_FILE = "model.zip"
 REPLAY_FILE = "replay_buffer.npz"
@@ -124,14 +131,13 @@ def _make_vec_env(env: EnvSection, imports: list[str], rs: RunSection) -> VecEnv
 
 def _set_torch_threads(rs: RunSection) -> None:
     """Apply ``run.torch_threads`` (0: one thread, see RunSection) on CPU."""
-    if rs.device.startswith("cuda"):
-        return
-    torch.set_num_threads(rs.torch_threads or 1)
+    set_torch_threads(rs.device, rs.torch_threads, default=1)
 
 
-def _tb_logger(folder: Path) -> Logger:
-    folder.mkdir(parents=True, exist_ok=True)
-    return Logger(folder=str(folder), output_formats=[make_output_format("tensorboard", str(folder))])
+def _loop_logger(loop: TrainingLoop) -> Logger:
+    """SB3's logger, writing through the loop's one logger (TensorBoard + MLflow)."""
+    loop.run.tb_dir.mkdir(parents=True, exist_ok=True)
+    return Logger(folder=str(loop.run.tb_dir), output_formats=[LoopOutputFormat(loop)])
 
 
 @dataclass
@@ -317,25 +323,34 @@ class SB3Agent(Agent):
             state, resumed_from = ckpt.state, ckpt.step
         else:
             model = self._build_model(venv, rs)
-        model.set_logger(_tb_logger(run.tb_dir))
+        loop = TrainingLoop(
+            run, unit="env steps", total=int(rs.total_steps), start=int(model.num_timesteps),
+            progress=progress, desc=self.algo, device=resolve_device(rs.device),
+            elapsed_s=float(state.get("elapsed_s", 0.0)),
+            eval_every=max(1, int(rs.eval_every)), checkpoint_every=max(1, int(rs.checkpoint_every)),
+        )
+        try:
+            return self._learn(run, model, loop, venv, eval_env, state, resume, resumed_from)
+        finally:
+            loop.close()
+
+    def _learn(self, run: Run, model: BaseAlgorithm, loop: TrainingLoop, venv: VecEnv,
+               eval_env: gym.Env, state: dict[str, Any], resume: bool,
+               resumed_from: int | None) -> dict[str, Any]:
+        rs = run.config.run
+        model.set_logger(_loop_logger(loop))
 
         def save(folder: Path) -> None:
             model.save(Path(folder) / MODEL_FILE)
             if self.off_policy:
                 save_replay_buffer(model.replay_buffer, Path(folder) / REPLAY_FILE)
 
-        cb = RunCallback(
-            run, eval_env, save,
-            curve=state.get("curve"), success_curve=state.get("success_curve"),
-            elapsed_s=float(state.get("elapsed_s", 0.0)),
-        )
+        cb = RunCallback(loop, eval_env, save, curve=state.get("curve"),
+                         success_curve=state.get("success_curve"))
         steps_before = int(model.num_timesteps)
         remaining = int(rs.total_steps) - steps_before
         if remaining > 0:
-            model.learn(
-                total_timesteps=remaining, callback=cb, reset_num_timesteps=not resume,
-                progress_bar=progress,
-            )
+            model.learn(total_timesteps=remaining, callback=cb, reset_num_timesteps=not resume)
         else:
             cb.init_callback(model)
         steps = int(model.num_timesteps)
@@ -354,23 +369,17 @@ class SB3Agent(Agent):
         model.logger.record("eval/mean_return", ev["mean_return"])
         if ev["success_rate"] is not None:
             model.logger.record("eval/success_rate", ev["success_rate"])
+            model.logger.record("quality/success_rate", ev["success_rate"])
         model.logger.dump(steps)
         model.logger.close()
-        summary: dict[str, Any] = {
-            "algo": self.algo,
-            "env_id": run.config.env.id,
-            "total_steps": steps,
-            "wall_time_s": wall,
-            "steps_per_second": steps / wall if wall > 0 else None,
-            "eval": ev,
-            "curve": curve,
-            "reward": dict(run.config.env.reward or {}),
-            "resumed_from_step": resumed_from,
-            "final_model": f"{run.final_dir.name}/{MODEL_FILE}",
-        }
+        extra: dict[str, Any] = {}
         if cb.success_curve:
-            summary["success_curve"] = cb.success_curve
-        return summary
+            extra["success_curve"] = cb.success_curve
+        return loop.summary(
+            algo=self.algo, steps=steps, eval=ev, resumed_from=resumed_from, wall_time_s=wall,
+            total_steps=steps, curve=curve, reward=dict(run.config.env.reward or {}),
+            final_model=f"{run.final_dir.name}/{MODEL_FILE}", **extra,
+        )
 
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(self, run: Run, *, episodes: int | None = None) -> dict[str, Any]:

@@ -95,12 +95,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     algos = parse_algos(args.algos)
     settings = CompareSettings(algos=algos, seeds=args.seeds, steps=args.steps, eval_episodes=args.episodes,
                                device=args.device, compile_graph=args.compile_graph, jobs=args.jobs,
-                               params=parse_params(args.set, algos))
+                               params=parse_params(args.set, algos), tracking=not args.no_tracking,
+                               tracking_uri=args.tracking_uri or "")
     results = compare(args.dataset, args.out, settings, log=lambda line: print(line, flush=True))
     from rlseek.offline.report import markdown
 
     print(markdown(results), end="")
-    print(f"results in {args.out} (results.json, results.md, plot.png, tb/)")
+    print(f"results in {args.out} (results.json, results.md, plot.png, runs/)")
     return 0
 
 
@@ -149,4 +150,7 @@ def register_cli(sub: Any) -> None:
     m.add_argument("--compile-graph", action="store_true", help="d3rlpy compile_graph (CUDA only)")
     m.add_argument("--jobs", type=int, default=1, help="runs trained at once, in processes (default 1)")
     m.add_argument("--set", action="append", metavar="ALGO.FIELD=V", help="d3rlpy config override (repeatable)")
+    m.add_argument("--no-tracking", action="store_true", help="do not record the comparison in MLflow")
+    m.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else runs/mlflow.db)")
     m.set_defaults(func=cmd_compare)

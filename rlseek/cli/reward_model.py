@@ -37,7 +37,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train_reward_model(
         args.train, args.out, eval_data=args.eval, eval_split=args.eval_split, backbone=args.backbone,
         config=cfg, attack=adv, max_length=args.max_length, device=args.device,
-        log=None if args.quiet else err,
+        log=None if args.quiet else err, tracking=not args.no_tracking, tracking_uri=args.tracking_uri,
     )
     if args.json:
         print_json(summary)
@@ -140,6 +140,9 @@ def register_cli(subparsers: Any) -> None:
     s.add_argument("--out", required=True, metavar="DIR", help="new model directory (must not exist)")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--quiet", action="store_true", help="no per-evaluation progress lines")
+    s.add_argument("--no-tracking", action="store_true", help="do not record the training in MLflow")
+    s.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else runs/mlflow.db)")
     s.set_defaults(func=cmd_train)
 
     s = rsub.add_parser("eval", help="accuracy of a reward model on preference pairs")

@@ -12,8 +12,13 @@ from rlseek.cli.output import command_line, print_json, show_progress
 def cmd_train(args: argparse.Namespace) -> int:
     from rlseek.api import train
 
+    overrides = list(args.set or [])
+    if args.no_tracking:
+        overrides.append("run.tracking=false")
+    if args.tracking_uri:
+        overrides.append(f"run.tracking_uri={args.tracking_uri}")
     result = train(
-        args.config, out=args.out, overrides=args.set or [], resume=args.resume,
+        args.config, out=args.out, overrides=overrides, resume=args.resume,
         progress=show_progress(args), command=command_line(args), imports=args.imports or [],
     )
     print(f"run finished: {result.path}")
@@ -51,6 +56,11 @@ def register_cli(sub: Any) -> None:
                    help="import a module that registers reward terms or envs (repeatable); "
                    "recorded in the run's config.yaml, so workers, eval and --resume import it too")
     s.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    s.add_argument("--no-tracking", action="store_true",
+                   help="do not record the run in MLflow (= --set run.tracking=false)")
+    s.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow tracking URI (= --set run.tracking_uri=URI; default: "
+                        "MLFLOW_TRACKING_URI, else the sqlite store runs/mlflow.db)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("eval", help="evaluate a run's final policy")

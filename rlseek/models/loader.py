@@ -160,12 +160,11 @@ def _resolve_dtype(dtype: Any) -> Any:
 
 
 def resolve_device(device: str = "cpu") -> str:
-    """``"auto"`` becomes ``"cuda"`` when a GPU is visible, else ``"cpu"``; others pass through."""
-    if device == "auto":
-        import torch
+    """``"auto"`` becomes ``"cuda"`` when a GPU is visible, else ``"cpu"``; others pass through
+    (:func:`rlseek.runtime.resolve_device`, the one place this is decided)."""
+    from rlseek.runtime import resolve_device as resolve
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return resolve(device)
 
 
 def load_causal_lm(

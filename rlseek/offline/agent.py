@@ -32,55 +32,55 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rlseek.agents.base import Agent, AgentConfig, register_agent
+from rlseek.agents.loop import TrainingLoop
 from rlseek.errors import ConfigError, RlseekError
 from rlseek.evaluation import EVAL_SEED_OFFSET
 from rlseek.runs import Run
+from rlseek.runtime import resolve_device, set_torch_threads
 
 EVAL_SEED = EVAL_SEED_OFFSET
-"""Reset seed of evaluation episode 0; the same for every training seed (common random numbers)."""
+"""Evaluation reset seeds are ``EVAL_SEED + i`` for every run (common random numbers); BCQ's
+candidate sampling draws from torch seeded with ``EVAL_SEED + run.seed``."""
 
 
-class _TBAdapter:
-    """d3rlpy logger adapter writing losses at the run's global gradient step (resume-safe)."""
+class _LoopAdapter:
+    """d3rlpy logger adapter writing its losses through the loop's one logger (TensorBoard +
+    MLflow) at the run's global gradient step (resume-safe); keeps the last losses."""
 
-    def __init__(self, writer: Any, offset: int) -> None:
-        self.writer, self.offset = writer, offset
+    def __init__(self, loop: TrainingLoop, offset: int) -> None:
+        self.loop, self.offset = loop, offset
+        self.last: dict[str, float] = {}
 
     def write_params(self, params: dict[str, Any]) -> None: ...
     def before_write_metric(self, epoch: int, step: int) -> None: ...
 
     def write_metric(self, epoch: int, step: int, name: str, value: float) -> None:
-        self.writer.add_scalar(f"{'time' if name.startswith('time_') else 'loss'}/{name}", value, self.offset + step)
+        key = f"{'time' if name.startswith('time_') else 'loss'}/{name}"
+        self.loop.log({key: value}, self.offset + step)
+        if not name.startswith("time_"):
+            self.last[name] = float(value)
 
     def after_write_metric(self, epoch: int, step: int) -> None:
-        self.writer.flush()
+        self.loop.logger.flush()
 
     def save_model(self, epoch: int, algo: Any) -> None: ...
     def close(self) -> None: ...
     def watch_model(self, epoch: int, step: int) -> None: ...
 
 
-class _TBFactory:
-    def __init__(self, writer: Any, offset: int) -> None:
-        self.writer, self.offset = writer, offset
+class _LoopAdapterFactory:
+    def __init__(self, adapter: _LoopAdapter) -> None:
+        self.adapter = adapter
 
-    def create(self, algo: Any, experiment_name: str, n_steps_per_epoch: int) -> _TBAdapter:
-        return _TBAdapter(self.writer, self.offset)
+    def create(self, algo: Any, experiment_name: str, n_steps_per_epoch: int) -> _LoopAdapter:
+        return self.adapter
 
 
 def _set_torch_threads(rs: Any) -> None:
     """``run.torch_threads`` on CPU; 0 means 1 here: d3rlpy's MLPs are small, and on a shared
     machine extra threads spin (a tiny SAC run measured 16 s with 1 thread, 164 s with 2, on 2
     busy cores)."""
-    if not str(rs.device).startswith("cuda"):
-        import torch
-
-        torch.set_num_threads(rs.torch_threads or 1)
-
-
-def _next_multiple(step: int, every: int) -> int:
-    every = max(1, every)
-    return (step // every + 1) * every
+    set_torch_threads(str(rs.device), rs.torch_threads, default=1)
 
 
 @dataclass
@@ -130,10 +130,13 @@ class OfflineAgent(Agent):
         return ds, env, params
 
     def train(self, run: Run, *, resume: bool = False, progress: bool = False) -> dict[str, Any]:
+        """The loop's hooks, in order: setup (or resume from the newest checkpoint), then
+        gradient steps in chunks that end at the next evaluation, checkpoint or the budget
+        (``loop.iteration`` after each), the evaluation and checkpoint when due; at the end the
+        final weights, the final evaluation and ``loop.summary``."""
         import d3rlpy
-        from tensorboardX import SummaryWriter
 
-        from rlseek.offline.algos import load_algo, make_algo, save_algo
+        from rlseek.offline.algos import load_algo, make_algo, prime_compile_graph, save_algo
 
         _set_torch_threads(self.config.run)
         ds, env, params = self._load()
@@ -141,6 +144,7 @@ class OfflineAgent(Agent):
         digest = run.add_fingerprint("dataset", path)
         cfg = self.config.run
         start = 0
+        buffer = ds.to_d3rlpy()
         if resume:
             cp = run.latest_checkpoint()
             assert cp is not None
@@ -149,40 +153,62 @@ class OfflineAgent(Agent):
             algo, _doc = load_algo(cp.path, device=cfg.device)
             start = cp.step
         else:
+            if params.get("compile_graph"):
+                prime_compile_graph(self.d3_name, ds.discrete, buffer, params, cfg.device)
             d3rlpy.seed(cfg.seed)
             algo = make_algo(self.d3_name, ds.discrete, params, device=cfg.device,
                              file=self.config.source)
-        buffer = ds.to_d3rlpy()
-        writer = SummaryWriter(logdir=str(run.tb_dir))
+        loop = TrainingLoop(run, unit="gradient steps", total=cfg.total_steps, start=start,
+                            progress=progress, desc=self.algo, device=resolve_device(cfg.device))
         evals: list[dict[str, Any]] = []
-        step, t0 = start, time.perf_counter()
+        step = start
+        adapter = _LoopAdapter(loop, step)
+        eval_seconds, fit_seconds = 0.0, 0.0
         try:
             while step < cfg.total_steps:
                 # Train up to the next evaluation, checkpoint or the end, whichever comes first.
-                n = min(_next_multiple(step, cfg.eval_every), _next_multiple(step, cfg.checkpoint_every),
-                        cfg.total_steps) - step
+                n = min(loop.evals.until_next(step) or cfg.total_steps,
+                        loop.checkpoints.until_next(step) or cfg.total_steps, cfg.total_steps - step)
+                adapter.offset = step
+                t0 = time.perf_counter()
                 for _ in algo.fitter(buffer, n_steps=n, n_steps_per_epoch=n, experiment_name="d3rlpy",
-                                     with_timestamp=False, logger_adapter=_TBFactory(writer, step),
-                                     show_progress=progress):
+                                     with_timestamp=False, logger_adapter=_LoopAdapterFactory(adapter),
+                                     show_progress=False):
                     pass
                 step += n
-                if step % cfg.eval_every == 0 or step == cfg.total_steps:
+                fit_seconds += time.perf_counter() - t0
+                loop.iteration(step, train_s=time.perf_counter() - t0, items=n)
+                if loop.eval_due(step) or step == cfg.total_steps:
+                    t1 = time.perf_counter()
                     ev = self._evaluate(algo, ds, env, cfg.eval_episodes)
+                    eval_seconds = time.perf_counter() - t1
                     evals.append({"step": step, **{k: ev[k] for k in ("mean_return", "normalized_score", "success_rate")}})
-                    for k in ("mean_return", "normalized_score", "success_rate"):
-                        if ev[k] is not None:
-                            writer.add_scalar(f"eval/{k}", ev[k], step)
-                if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
+                    loop.log_eval(ev, step, ("mean_return", "normalized_score", "success_rate"))
+                if loop.checkpoint_due(step) or step == cfg.total_steps:
                     run.save_checkpoint(step, lambda d: save_algo(algo, d), {"dataset_sha256": digest})
         finally:
-            writer.close()
+            loop.logger.flush()
+        wall = loop.elapsed_s()
         run.final_dir.mkdir(exist_ok=True)
         save_algo(algo, run.final_dir, {"algo": self.algo, "dataset_sha256": digest, "reference": ds.metadata.get("reference")})
-        final = self._evaluate(algo, ds, env, cfg.eval_episodes)
+        if evals and evals[-1]["step"] == step:
+            final = ev
+        else:  # resumed at the budget: nothing trained in this session
+            t1 = time.perf_counter()
+            final = self._evaluate(algo, ds, env, cfg.eval_episodes)
+            eval_seconds = time.perf_counter() - t1
         env.close()
-        return {"algo": self.algo, "gradient_steps": step, "train_seconds": time.perf_counter() - t0,
-                "dataset": {"path": str(path), "sha256": digest, "kind": ds.metadata.get("kind")},
-                "evals": evals, "eval": final}
+        trained = step - start
+        summary = loop.summary(
+            algo=self.algo, steps=step, eval=final, resumed_from=start if resume else None,
+            gradient_steps=step, train_seconds=wall, fit_seconds=fit_seconds,
+            grad_steps_per_second=trained / fit_seconds if fit_seconds > 0 and trained else None,
+            eval_seconds=eval_seconds, final_losses=dict(adapter.last),
+            dataset={"path": str(path), "sha256": digest, "kind": ds.metadata.get("kind")},
+            evals=evals,
+        )
+        loop.close()
+        return summary
 
     def _evaluate(self, algo: Any, ds: Any, env: Any, episodes: int) -> dict[str, Any]:
         import torch
@@ -190,9 +216,10 @@ class OfflineAgent(Agent):
         from rlseek.evaluation import evaluate_episodes
         from rlseek.offline.algos import policy_fn
 
-        torch.manual_seed(EVAL_SEED)  # BCQ samples candidate actions; same seed, same evaluation
+        torch.manual_seed(EVAL_SEED + int(self.config.run.seed))  # BCQ samples candidate actions
         res = evaluate_episodes(env, policy_fn(algo, ds.discrete), episodes, seed=EVAL_SEED)
         out = res.summary()
+        out["lengths"] = [int(n) for n in res.lengths]
         norm = ds.normalized(res.returns)
         out["normalized_score"] = float(np.mean(norm)) if norm is not None else None
         out["normalized_returns"] = [float(x) for x in norm] if norm is not None else None

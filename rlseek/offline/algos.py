@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,18 +29,11 @@ from rlseek.errors import ConfigError, DataError, RlseekError, did_you_mean
 ALGOS = ("bcq", "bc")
 CONFIG_FILE, WEIGHTS_FILE = "d3rlpy_config.json", "d3rlpy_weights.pt"
 
-_quiet = False
-
-
 def quiet_d3rlpy() -> None:
     """Silence d3rlpy's per-call info and warning logs (structlog); errors still show."""
-    global _quiet
-    if _quiet:
-        return
-    import structlog
+    from rlseek.runtime import quiet_libraries
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-    _quiet = True
+    quiet_libraries("d3rlpy")
 
 
 def config_class(algo: str, discrete: bool) -> type:

@@ -7,19 +7,27 @@ differences between runs come from training. The final normalized scores (0 = ra
 100 = the expert, references from the dataset) are aggregated per algorithm with the IQM and
 stratified-bootstrap 95% CIs, and P(A > B) is given for every pair (see :mod:`rlseek.statistics`).
 
+Each (algorithm, seed) run is an ordinary ``rlseek train`` run of the ``bcq``/``bc`` agent
+(:mod:`rlseek.agents.offline`) in its own run directory — the same loop, logger, checkpoints,
+summary and MLflow record — so ``rlseek eval OUT/runs/bcq_seed0`` re-evaluates one of them. This
+module adds only the statistics across runs. Tracking: the comparison is one MLflow run (tag
+``rlseek.kind = offline-compare``; the statistics as metrics, the result files as artifacts) and
+each of its runs a child run of it.
+
 Output folder (never overwritten; written to a temp folder and renamed when complete)::
 
     OUT/results.json   settings, dataset fingerprints, every run's episode returns, the summary
     OUT/results.md     the table
     OUT/plot.png       IQM with CIs and each seed's score
-    OUT/tb/            TensorBoard logs (d3rlpy's losses per run, plus eval/ scores)
-    OUT/models/        each run's final weights (rlseek's pickle-free format, see algos.py)
+    OUT/runs/ALGO_seedK/  each run's directory: config.yaml, meta.json, tb/ (d3rlpy's losses,
+                       eval/ scores, monitoring), final/ (rlseek's pickle-free weights), summary.json
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,19 +38,11 @@ import numpy as np
 
 from rlseek.errors import RlseekError, did_you_mean
 from rlseek.evaluation import EVAL_SEED_OFFSET
-from rlseek.offline.algos import (
-    ALGOS,
-    make_algo,
-    policy_fn,
-    prime_compile_graph,
-    save_algo,
-    scalar_fields,
-)
+from rlseek.offline.algos import ALGOS, make_algo, scalar_fields
 from rlseek.offline.dataset import OfflineDataset, normalized_score, read_dataset
 from rlseek.runs import atomic_directory, atomic_write_json, sha256_file
 
 EVAL_SEED = EVAL_SEED_OFFSET
-"""Reset seed of evaluation episode 0; the same for every training seed (common random numbers)."""
 """Evaluation reset seeds start here: away from collection seeds (0, 1, ...) and references (1e6)."""
 
 
@@ -60,6 +60,8 @@ class CompareSettings:
         jobs: runs trained at once in separate processes.
         params: per-algorithm d3rlpy config overrides, e.g. {"bcq": {"batch_size": 256}}.
         bootstrap_reps: bootstrap replications for the CIs.
+        tracking: record the comparison and its runs in MLflow.
+        tracking_uri: MLflow tracking URI ("" = ``MLFLOW_TRACKING_URI`` or the embedded store).
     """
 
     algos: list[str] = field(default_factory=lambda: ["bcq", "bc"])
@@ -71,6 +73,8 @@ class CompareSettings:
     jobs: int = 1
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     bootstrap_reps: int = 2_000
+    tracking: bool = True
+    tracking_uri: str = ""
 
 
 def parse_algos(text: str) -> list[str]:
@@ -122,79 +126,88 @@ def _make_env(ds: OfflineDataset) -> gym.Env:
     return gym.make(env_id, **(ds.metadata.get("env_kwargs") or {}))
 
 
-def run_one(dataset_path: str, algo: str, seed: int, s: CompareSettings, tb_root: str, models_dir: str) -> dict[str, Any]:
-    """Train one (algorithm, seed) run and evaluate its final policy. Runs in a worker process."""
-    import d3rlpy
-    import torch
-    from d3rlpy.logging import TensorboardAdapterFactory
-    from tensorboardX import SummaryWriter
-
-    from rlseek.evaluation import evaluate_episodes
-
-    if s.jobs > 1 and not s.device.startswith("cuda"):
-        torch.set_num_threads(1)  # several runs share the CPU cores; one thread each avoids oversubscription
-    ds = read_dataset(dataset_path)
-    buffer = ds.to_d3rlpy()
+def run_config(dataset_path: str, algo: str, seed: int, s: CompareSettings, ds: OfflineDataset) -> dict[str, Any]:
+    """The ``rlseek train`` config of one (algorithm, seed) run: the whole budget, one
+    evaluation and one checkpoint at its end."""
+    params: dict[str, Any] = {"dataset": str(dataset_path), **s.params.get(algo, {})}
     if s.compile_graph:
-        prime_compile_graph(algo, ds.discrete, buffer, s.params.get(algo), s.device)
-    d3rlpy.seed(seed)
-    model = make_algo(algo, ds.discrete, s.params.get(algo), device=s.device, compile_graph=s.compile_graph)
-    per_epoch = next(s.steps // k for k in (10, 5, 4, 2, 1) if s.steps % k == 0)
-    name = f"{algo}_seed{seed}"
-    losses: dict[str, float] = {}
-    t0 = time.perf_counter()
-    for _epoch, metrics in model.fitter(
-        buffer, n_steps=s.steps, n_steps_per_epoch=per_epoch, experiment_name=name, with_timestamp=False,
-        logger_adapter=TensorboardAdapterFactory(root_dir=tb_root), show_progress=False,
-    ):
-        losses = {k: float(v) for k, v in metrics.items() if not k.startswith("time_")}
-    train_seconds = time.perf_counter() - t0
-    env = _make_env(ds)
-    torch.manual_seed(EVAL_SEED + seed)  # BCQ samples 100 candidate actions per step
-    t1 = time.perf_counter()
-    res = evaluate_episodes(env, policy_fn(model, ds.discrete), s.eval_episodes, seed=EVAL_SEED)
-    eval_seconds = time.perf_counter() - t1
-    env.close()
-    norm = ds.normalized(res.returns)
-    score = float(np.mean(norm))
-    with SummaryWriter(logdir=str(Path(tb_root) / "runs" / name)) as w:
-        w.add_scalar("eval/normalized_score", score, s.steps)
-        w.add_scalar("eval/mean_return", float(np.mean(res.returns)), s.steps)
-    folder = Path(models_dir) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    save_algo(model, folder, {"algo": algo, "seed": seed, "dataset_sha256": ds.metadata["data_sha256"]})
+        params["compile_graph"] = True
     return {
-        "algo": algo, "seed": seed, "steps": s.steps, "score": score,
-        "mean_return": float(np.mean(res.returns)), "returns": [float(r) for r in res.returns],
-        "normalized_returns": [float(x) for x in norm], "lengths": res.lengths,
-        "success_rate": float(np.mean(res.successes)) if res.successes else None,
-        "final_losses": losses, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-        "grad_steps_per_second": s.steps / train_seconds if train_seconds > 0 else None,
+        "env": {"id": ds.metadata.get("env_id"), "kwargs": dict(ds.metadata.get("env_kwargs") or {})},
+        "agent": {"algo": algo, "params": params},
+        "run": {"total_steps": s.steps, "seed": seed, "device": s.device, "eval_every": s.steps,
+                "eval_episodes": s.eval_episodes, "checkpoint_every": s.steps, "keep_checkpoints": 1,
+                # several runs at once share the CPU cores: one thread each avoids oversubscription
+                "torch_threads": 1 if s.jobs > 1 and not s.device.startswith("cuda") else 0,
+                "tracking": s.tracking, "tracking_uri": s.tracking_uri},
+    }
+
+
+def run_one(dataset_path: str, algo: str, seed: int, s: CompareSettings, folder: str,
+            final_folder: str, parent_uid: str | None = None) -> dict[str, Any]:
+    """Train and evaluate one (algorithm, seed) run in the run directory ``folder`` (which will
+    be renamed to ``final_folder`` with the whole comparison). Runs in a worker process."""
+    from rlseek.agents import get_agent_class
+    from rlseek.config import config_from_dict
+    from rlseek.runs import Run
+    from rlseek.tracking import TrackedRun
+
+    ds = read_dataset(dataset_path)
+    cfg = config_from_dict(run_config(dataset_path, algo, seed, s, ds), source=f"offline compare {algo} seed {seed}")
+    agent = get_agent_class(algo)(cfg)
+    run = Run.create(folder, cfg, ["rlseek", "offline", "compare", f"--algos={algo}", f"--seed={seed}"])
+    with TrackedRun(run, kind="train", parent_uid=parent_uid, run_dir=final_folder) as session:
+        summary = agent.train(run)
+        session.finish(summary)
+    ev = summary["eval"]
+    fit = float(summary["fit_seconds"])
+    return {
+        "algo": algo, "seed": seed, "steps": int(summary["gradient_steps"]),
+        "score": float(ev["normalized_score"]),
+        "mean_return": float(ev["mean_return"]), "returns": [float(r) for r in ev["returns"]],
+        "normalized_returns": [float(x) for x in ev["normalized_returns"]], "lengths": ev["lengths"],
+        "success_rate": ev.get("success_rate"),
+        "final_losses": summary["final_losses"], "train_seconds": fit, "eval_seconds": summary["eval_seconds"],
+        "grad_steps_per_second": summary["grad_steps_per_second"],
+        "run_dir": str(Path(final_folder).relative_to(Path(final_folder).parent.parent)),
     }
 
 
 def compare(dataset_path: str | Path, out: str | Path, settings: CompareSettings,
             log: Any = None) -> dict[str, Any]:
     """Run the whole comparison and write OUT (see the module docstring); returns results.json's content."""
-    from rlseek import statistics
-    from rlseek.offline.report import write_markdown, write_plot
-
     s = settings
     ds = validate(dataset_path, out, s)
     t0 = time.perf_counter()
     tasks = [(a, seed) for seed in range(s.seeds) for a in s.algos]
+    tracker = _open_parent(dataset_path, out, s, ds)
+    try:
+        results = _compare(dataset_path, Path(out), s, ds, tasks, t0, tracker, log)
+    except BaseException as exc:
+        tracker.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    _close_parent(tracker, results, Path(out))
+    return results
+
+
+def _compare(dataset_path: str | Path, out: Path, s: CompareSettings, ds: OfflineDataset,
+             tasks: list[tuple[str, int]], t0: float, tracker: Any, log: Any) -> dict[str, Any]:
+    from rlseek import statistics
+    from rlseek.offline.report import write_markdown, write_plot
+
     with atomic_directory(out) as tmp:
-        tb, models = str(tmp / "tb"), str(tmp / "models")
         runs: list[dict[str, Any]] = []
+        jobs = [(str(dataset_path), a, seed, s, str(tmp / "runs" / f"{a}_seed{seed}"),
+                 str(out.resolve() / "runs" / f"{a}_seed{seed}"), tracker.run_uid or None) for a, seed in tasks]
         if s.jobs == 1:
-            for a, seed in tasks:
-                runs.append(run_one(str(dataset_path), a, seed, s, tb, models))
+            for job in jobs:
+                runs.append(run_one(*job))
                 _log(log, runs[-1], len(runs), len(tasks))
         else:
             import multiprocessing as mp
 
             with ProcessPoolExecutor(max_workers=s.jobs, mp_context=mp.get_context("spawn")) as pool:
-                futures = [pool.submit(run_one, str(dataset_path), a, seed, s, tb, models) for a, seed in tasks]
+                futures = [pool.submit(run_one, *job) for job in jobs]
                 for fut in futures:
                     runs.append(fut.result())
                     _log(log, runs[-1], len(runs), len(tasks))
@@ -235,6 +248,37 @@ def compare(dataset_path: str | Path, out: str | Path, settings: CompareSettings
         write_markdown(tmp / "results.md", results)
         write_plot(tmp / "plot.png", results)
     return results
+
+
+def _open_parent(dataset_path: str | Path, out: str | Path, s: CompareSettings, ds: OfflineDataset) -> Any:
+    """The comparison's own MLflow run (its runs are children of it)."""
+    from rlseek.tracking import Tracker, resolve_tracking
+
+    settings = resolve_tracking(s.tracking_uri or None, enabled=s.tracking)
+    if not settings.enabled:
+        return Tracker.disabled()
+    meta = ds.metadata
+    tags = {"rlseek.kind": "offline-compare", "rlseek.algo": ",".join(s.algos),
+            "rlseek.env_id": meta.get("env_id"), "rlseek.run_dir": str(Path(out).resolve()),
+            "rlseek.data.dataset.sha256": sha256_file(dataset_path),
+            "rlseek.data.dataset.data_sha256": meta.get("data_sha256"),
+            "rlseek.data.dataset.path": str(dataset_path)}
+    return Tracker(settings, run_uid=uuid.uuid4().hex, run_name=Path(out).name,
+                   tags={k: v for k, v in tags.items() if v is not None}, params=asdict(s))
+
+
+def _close_parent(tracker: Any, results: dict[str, Any], out: Path) -> None:
+    from rlseek.tracking.tracker import numeric_scalars
+
+    metrics: dict[str, float] = {}
+    for algo, row in results["summary"].items():
+        metrics.update(numeric_scalars({k: v for k, v in row.items() if k != "scores"}, f"summary/{algo}/"))
+    poi = {pair.replace(">", "_over_"): v for pair, v in results["probability_of_improvement"].items()}
+    metrics.update(numeric_scalars(poi, "summary/probability_of_improvement/"))
+    tracker.log_metrics(metrics, int(results["settings"]["steps"]))
+    for name in ("results.json", "results.md", "plot.png"):
+        tracker.log_artifact(out / name)
+    tracker.finish("FINISHED")
 
 
 def _log(log: Any, run: dict[str, Any], done: int, total: int) -> None:

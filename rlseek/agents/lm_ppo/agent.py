@@ -42,6 +42,7 @@ from rlseek.agents.base import Agent, register_agent
 from rlseek.agents.lm_ppo.config import LmPpoConfig
 from rlseek.agents.lm_ppo.model import build_policy
 from rlseek.agents.lm_ppo.trainer import PPOTrainer, autocast
+from rlseek.agents.loop import TrainingLoop
 from rlseek.config import ExperimentConfig
 from rlseek.envs.text.evaluation import evaluate_prompts
 from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
@@ -49,31 +50,24 @@ from rlseek.envs.text.tasks import get_task
 from rlseek.errors import RlseekError
 from rlseek.evaluation import EVAL_SEED_OFFSET
 from rlseek.runs import Run
+from rlseek.runtime import quiet_libraries, resolve_device, set_torch_threads
 
 
 def _quiet_transformers() -> None:
     """No per-file progress bars from transformers while loading and saving checkpoints
     (dozens per run); rlseek's own progress bar says where training is."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
+    quiet_libraries("transformers")
 
 
 def _set_threads(rc: Any, device: torch.device) -> None:
     """Apply ``run.torch_threads`` on CPU (0 keeps torch's default). On a machine shared with
     other busy processes, 1 thread is the safe choice: two threads contending for two cores
     made lm-ppo iterations 5-30x slower here."""
-    if device.type == "cpu" and rc.torch_threads > 0:
-        torch.set_num_threads(rc.torch_threads)
+    set_torch_threads(device.type, rc.torch_threads, default=None)
 
 
 def _device(name: str) -> torch.device:
-    from rlseek.models.loader import resolve_device
-
-    dev = resolve_device(name)
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        raise RlseekError(f"run.device is '{name}' but no CUDA device is available; use cpu or auto")
-    return torch.device(dev)
+    return torch.device(resolve_device(name, check=True))
 
 
 @register_agent("lm-ppo")
@@ -130,8 +124,10 @@ class LmPpoAgent(Agent):
 
     # -- training ----------------------------------------------------------------------------
     def train(self, run: Run, *, resume: bool = False, progress: bool = False) -> dict[str, Any]:
-        from torch.utils.tensorboard import SummaryWriter
-
+        """The loop's hooks, in order: setup and resume, the base evaluation, then per
+        iteration rollout -> PPO step -> ``loop.iteration`` (scalars, monitoring, progress)
+        -> evaluation and checkpoint when due; at the end the final policy, its evaluation and
+        ``loop.summary``."""
         rc = run.config.run
         cfg = self.params
         device = _device(rc.device)
@@ -160,9 +156,9 @@ class LmPpoAgent(Agent):
             start, history, base_eval = ckpt.state["iteration"], ckpt.state["history"], ckpt.state["base_eval"]
         if base_eval is None:
             base_eval = self._eval(policy.lm, run.config, cfg, device)
-        writer = SummaryWriter(str(run.tb_dir))
-        bar = _progress_bar(progress, iterations, start)
-        t_start, tokens = time.perf_counter(), 0
+        loop = TrainingLoop(run, unit="completions", total=iterations * rc.n_envs, start=start * rc.n_envs,
+                            progress=progress, desc="lm-ppo", device=str(device))
+        tokens = 0
         try:
             for it in range(start, iterations):
                 t0 = time.perf_counter()
@@ -174,38 +170,45 @@ class LmPpoAgent(Agent):
                 tokens += ro.n_tokens
                 stats.update(self._rollout_stats(ro, t1 - t0, t2 - t1))
                 done = (it + 1) * rc.n_envs
-                if (it + 1) % cfg.log_every == 0 or it + 1 == iterations:
-                    for k, v in stats.items():
-                        writer.add_scalar(k, v, done)
+                loop.iteration(done, stats, log=(it + 1) % cfg.log_every == 0 or it + 1 == iterations,
+                               rollout_s=t1 - t0, train_s=t2 - t1, items=rc.n_envs,
+                               tokens=ro.n_tokens, quality=self._quality(ro),
+                               postfix={"reward": stats["reward/total"], "kl": stats["charts/kl_ref"]})
                 history.append({"iteration": it + 1, "completions": done, **{
                     k: stats[k] for k in ("reward/total", "charts/kl_ref", "charts/kl_coef",
                                           "charts/entropy", "charts/ent_coef", "charts/eos_rate")}})
-                if _crossed(done, rc.n_envs, rc.eval_every) and it + 1 < iterations:
-                    mid = self._eval(policy.lm, run.config, cfg, device)
-                    for k in ("mean_return", "success_rate", "exact_match", "positive_fraction", "distinct_2"):
-                        if mid.get(k) is not None:
-                            writer.add_scalar(f"eval/{k}", mid[k], done)
-                if _crossed(done, rc.n_envs, rc.checkpoint_every) or it + 1 == iterations:
+                if loop.eval_due(done) and it + 1 < iterations:
+                    loop.log_eval(self._eval(policy.lm, run.config, cfg, device), done, _EVAL_KEYS)
+                if loop.checkpoint_due(done) or it + 1 == iterations:
                     self._save_checkpoint(run, done, policy, trainer, sample_gen, {
                         "iteration": it + 1, "completions": done, "history": history,
                         "base_eval": base_eval, "trainer": trainer.state_dict()})
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(reward=f"{stats['reward/total']:.3f}", kl=f"{stats['charts/kl_ref']:.2f}")
+        except BaseException:
+            loop.close()  # an interrupted run keeps its curves up to the interruption
+            raise
         finally:
-            if bar is not None:
-                bar.close()
             env.close()
-            writer.flush()  # an interrupted run keeps its curves up to the interruption
-        wall = time.perf_counter() - t_start
+        wall = loop.elapsed_s()
         self._save_final(run, policy, env.tokenizer)
         final_eval = self.evaluate(run)
-        for k in ("mean_return", "success_rate", "exact_match", "positive_fraction", "distinct_2"):
-            if final_eval.get(k) is not None:
-                writer.add_scalar(f"eval/{k}", final_eval[k], iterations * rc.n_envs)
-        writer.close()
-        return self._summary(history, base_eval, final_eval, counts, cfg, iterations, rc.n_envs,
-                             wall, tokens, resumed_from=start if resume else None)
+        loop.log_eval(final_eval, iterations * rc.n_envs, _EVAL_KEYS)
+        figures = self._summary(history, base_eval, final_eval, counts, cfg, iterations, rc.n_envs,
+                                wall, tokens, resumed_from=start if resume else None)
+        figures.pop("algo"), figures.pop("eval")
+        summary = loop.summary(algo="lm-ppo", steps=iterations * rc.n_envs, eval=final_eval,
+                               resumed_from=start * rc.n_envs if resume else None, wall_time_s=wall,
+                               **figures)
+        loop.close()
+        return summary
+
+    @staticmethod
+    def _quality(ro: Any) -> dict[str, float]:
+        """Text quality of one rollout batch: distinct-2 over its completions' token ids,
+        mean length in tokens, EOS rate."""
+        from rlseek.rewards.text import distinct_n
+
+        return {"distinct_2": distinct_n([list(c) for c in ro.completion_ids], 2),
+                "response_length": float(ro.lengths.mean()), "eos_rate": float(np.mean(ro.eos))}
 
     @staticmethod
     def _rollout_stats(ro: Any, t_gen: float, t_train: float) -> dict[str, float]:
@@ -385,14 +388,4 @@ class LmPpoAgent(Agent):
             save_file(policy.value_head.state_dict(), str(tmp / "value_head.safetensors"))
 
 
-def _crossed(done: int, per_iter: int, every: int) -> bool:
-    """True when the completion count passed a multiple of ``every`` in the last iteration."""
-    return every > 0 and done // every > (done - per_iter) // every
-
-
-def _progress_bar(enabled: bool, total: int, start: int) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=start, unit="it", desc="lm-ppo")
+_EVAL_KEYS = ("mean_return", "success_rate", "exact_match", "positive_fraction", "distinct_2")
