@@ -114,7 +114,7 @@ def test_api_serves_the_page_and_rejects_bad_requests(tmp_path):
     out = tmp_path / "labels.jsonl"
     with LabelServer(LabelSession(list(CANDIDATES), out), port=0) as server:
         assert server.url.startswith("http://127.0.0.1:")
-        with httpx.Client(base_url=server.url, timeout=10) as c:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
             assert "Which completion is better?" in c.get("/").text
             assert c.get("/api/state").json()["pair"]["id"] == 0
             assert c.post("/api/choose", json={"pair": 2, "side": 1}).status_code == 409
@@ -138,11 +138,11 @@ def test_cli_serve_prints_the_url_saves_labels_and_stops_on_sigterm(tmp_path):
         assert lines[0].startswith(f"labeling 4 pairs into {out}")
         url = lines[1].split()[1]
         assert url.startswith("http://127.0.0.1:")
-        with httpx.Client(base_url=url, timeout=10) as c:
+        with httpx.Client(base_url=url, timeout=60) as c:
             assert c.post("/api/choose", json={"pair": 0, "side": 1}).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
-        rest, err = proc.communicate(timeout=30)
+        rest, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "stopped: 1 labels" in rest
     assert [r["pair"] for r in _lines(out)] == [0]
@@ -156,7 +156,7 @@ def test_cli_label_bad_input_is_one_line_exit_2(tmp_path):
         (("--serve", "--data", str(_data_file(tmp_path)), "--port", "70000"), "--port must be in 0..65535"),
     ]:
         proc = _cli("prefs", "label", *args, "--out", str(out))
-        stdout, err = proc.communicate(timeout=60)
+        stdout, err = proc.communicate(timeout=180)
         assert proc.returncode == 2, (args, err)
         assert needle in err and len(err.strip().splitlines()) == 1, err
         assert not out.exists()
@@ -194,7 +194,7 @@ def test_browser_labels_three_pairs_reloads_and_undoes(tmp_path, browser):
     from selenium.webdriver.support.ui import WebDriverWait
 
     out = tmp_path / "labels.jsonl"
-    wait = WebDriverWait(browser, 20)
+    wait = WebDriverWait(browser, 60)
 
     def shown() -> tuple[int, str, str]:
         wait.until(lambda d: d.find_element(By.ID, "left-text").text.strip())

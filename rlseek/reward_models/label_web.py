@@ -280,7 +280,7 @@ class LabelServer:
         finally:
             self.sock.close()
 
-    def start(self, timeout: float = 10.0) -> LabelServer:
+    def start(self, timeout: float = 60.0) -> LabelServer:
         """Serve in a background thread; returns once the server accepts connections."""
         self._thread = threading.Thread(target=self.serve, name="rlseek-label-web", daemon=True)
         self._thread.start()
