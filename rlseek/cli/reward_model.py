@@ -1,4 +1,4 @@
-"""``rlseek reward-model train|eval`` and ``rlseek prefs synth|label``.
+"""``rlseek reward-model train|eval`` and ``rlseek prefs synth|label|augment``.
 
 Every handler validates its input (arguments, data files, model folders) before it writes
 anything; outputs are written atomically and never replace an existing model directory.
@@ -90,7 +90,17 @@ def cmd_label(args: argparse.Namespace) -> int:
     from rlseek.reward_models.label import label_pairs, read_candidates
     from rlseek.runs import atomic_write_text, check_new_output
 
+    if args.input is None:
+        raise RlseekError("prefs label needs the candidate pairs: --in F (or --data F)")
     out = Path(args.out)
+    if args.serve:
+        from rlseek.reward_models.label_web import serve_labels
+
+        if out.exists() and not out.is_file():
+            raise RlseekError(f"output {out} exists and is not a file; choose a new --out")
+        candidates = read_candidates(args.input)
+        serve_labels(candidates, out, host=args.host, port=args.port, seed=args.seed)
+        return 0
     check_new_output(out, "output file", args.force)
     candidates = read_candidates(args.input)
     pairs = label_pairs(candidates, sys.stdin, sys.stdout.write, seed=args.seed)
@@ -99,6 +109,27 @@ def cmd_label(args: argparse.Namespace) -> int:
         return 0
     atomic_write_text(out, PreferenceDataset(pairs).to_jsonl())
     print(f"wrote {len(pairs)} labelled pairs to {out}")
+    return 0
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    from rlseek.reward_models.augment import augment_pairs
+    from rlseek.reward_models.data import PreferenceDataset
+    from rlseek.runs import atomic_write_text, check_new_output
+
+    out = Path(args.out)
+    check_new_output(out, "output file", args.force)
+    data = PreferenceDataset.from_jsonl(args.input)
+    if data.duplicates:
+        err("warning: " + data.duplicate_report())
+    pairs, stats = augment_pairs(data, copies=args.copies, seed=args.seed, min_valence=args.min_valence)
+    atomic_write_text(out, PreferenceDataset(pairs).to_jsonl())
+    stats["out"] = str(out)
+    if args.json:
+        print_json(stats)
+    else:
+        print(f"wrote {len(pairs)} pairs to {out}: {stats['original']} original, {stats['added']} "
+              f"lexicon-swapped copies ({stats['unchanged']} pairs had no lexicon word)")
     return 0
 
 
@@ -177,9 +208,26 @@ def register_cli(subparsers: Any) -> None:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_synth)
 
-    s = psub.add_parser("label", help="label candidate pairs by hand in the terminal")
-    s.add_argument("--in", dest="input", required=True, metavar="F")
-    s.add_argument("--out", required=True, metavar="G")
+    s = psub.add_parser("label", help="label candidate pairs by hand, in the terminal or a web page")
+    s.add_argument("--in", "--data", dest="input", metavar="F",
+                   help="candidate pairs (JSONL: 'a' and 'b', or 'chosen' and 'rejected'; optional 'prompt')")
+    s.add_argument("--out", required=True, metavar="G",
+                   help="labels (JSONL, TRL format); with --serve an existing file is resumed")
     s.add_argument("--seed", type=int, default=0, help="seed of the order in which sides are shown")
-    s.add_argument("--force", action="store_true", help="replace an existing output file")
+    s.add_argument("--force", action="store_true", help="replace an existing output file (terminal mode)")
+    s.add_argument("--serve", action="store_true",
+                   help="label in a local web page instead of the terminal (each label is saved at once)")
+    s.add_argument("--host", default="127.0.0.1", help="address the page listens on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8765, help="port of the page (default 8765; 0 = a free port)")
     s.set_defaults(func=cmd_label)
+
+    s = psub.add_parser("augment", help="add lexicon-swapped copies of preference pairs (wider sentiment vocabulary)")
+    s.add_argument("--in", dest="input", required=True, metavar="F", help="preference pairs (JSONL)")
+    s.add_argument("--out", required=True, metavar="G", help="the originals followed by the copies (JSONL)")
+    s.add_argument("--copies", type=int, default=1, help="swapped copies per pair (default 1)")
+    s.add_argument("--min-valence", type=float, default=1.0,
+                   help="least |mean valence| (VADER's -4..4 scale) of a substitute word")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--force", action="store_true", help="replace an existing output file")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_augment)
