@@ -278,7 +278,7 @@ class TextPolicy:
 
     def run_batch(self, rows: list[TextRow]) -> list[dict[str, Any]]:
         """Generate completions for a batch of prompts (one rollout per distinct temperature)."""
-        from rlseek.agents.lm_ppo.rollout import generate_rollout
+        from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 
         out: list[dict[str, Any] | None] = [None] * len(rows)
         by_temp: dict[float, list[int]] = {}
@@ -287,9 +287,10 @@ class TextPolicy:
         for temp, idx in by_temp.items():
             env = self.env(len(idx))
             with torch.inference_mode():
-                ro = generate_rollout(self.lm, env, temperature=temp, generator=self._gen,
-                                      options={"prompts": [rows[i].prompt for i in idx],
-                                               "answers": [rows[i].answer for i in idx]})
+                engine = RolloutEngine.for_env(self.lm, env)
+                ro = engine.rollout(env, DecodeSettings(temperature=temp), generator=self._gen,
+                                    options={"prompts": [rows[i].prompt for i in idx],
+                                             "answers": [rows[i].answer for i in idx]})
             for j, i in enumerate(idx):
                 out[i] = {"completion": ro.completions[j], "eos": bool(ro.eos[j]),
                           "completion_ids": ro.completion_ids[j]}

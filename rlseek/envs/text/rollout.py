@@ -125,8 +125,11 @@ def lm_head_float32(lm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     soft-capping (Gemma 2's ``final_logit_softcapping``) is applied as its own head does.
     """
     head = lm.get_output_embeddings()
+    weight = getattr(head, "weight", None)
+    # A dynamically quantized int8 head exposes weight() as a method and takes float32 input.
+    dtype = weight.dtype if isinstance(weight, torch.Tensor) else torch.float32
     with full_precision(hidden.device):
-        logits = head(hidden.to(head.weight.dtype)).float()
+        logits = head(hidden.to(dtype)).float()
         cap = getattr(getattr(lm, "config", None), "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
