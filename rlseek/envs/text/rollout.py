@@ -94,15 +94,30 @@ def policy_logits(logits: torch.Tensor, temperature: float, vocab_size: int | No
 
 
 def sample_tokens(logits: torch.Tensor, temperature: float, top_k: int = 0,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None,
+                  rows: tuple[int, int] | None = None) -> torch.Tensor:
     """One token per row from (B, V) :func:`policy_logits` (already tempered): argmax when
-    ``temperature`` is 0, else a draw from softmax, among the ``top_k`` most likely (0: all)."""
+    ``temperature`` is 0, else a draw from softmax, among the ``top_k`` most likely (0: all).
+
+    ``rows`` = (first, total) makes these B rows rows ``first .. first + B`` of a batch of
+    ``total`` (one rank's share of a distributed batch): the draw is the exponential race
+    ``argmax(p / q)`` — the algorithm ``torch.multinomial(p, 1)`` runs — with q ~ Exp(1)
+    drawn for all ``total`` rows and the share's rows kept, so every row gets the token it
+    would get in one process holding the whole batch (same generator state). It costs
+    ``total × V`` random numbers per token on every rank.
+    """
     if temperature <= 0.0:
         return logits.argmax(-1)
     if 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+    probs = F.softmax(logits, dim=-1)
+    if rows is not None:
+        first, total = rows
+        q = torch.empty((total, probs.shape[-1]), dtype=probs.dtype, device=probs.device)
+        q = q.exponential_(1, generator=generator)[first:first + probs.shape[0]]
+        return (probs / q).argmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 @contextlib.contextmanager
@@ -165,6 +180,10 @@ class DecodeSettings:
     ended only receive pad tokens meanwhile, so the result does not depend on it."""
     cache: str = "dynamic"
     """Decode-step implementation: ``"dynamic"``."""
+    noise_rows: tuple[int, int] | None = None
+    """(first, total): the decoded rows are rows ``first ..`` of a global batch of ``total``
+    split across ranks; sampling then draws as for the whole batch (see :func:`sample_tokens`),
+    so the tokens do not depend on the world size."""
 
     def __post_init__(self) -> None:
         for name, low in (("temperature", 0), ("top_k", 0), ("exit_check_every", 1)):
@@ -315,7 +334,8 @@ class RolloutEngine:
         steps = T
         for t in range(T):
             scores = policy_logits(logits, settings.temperature, self.vocab_size, banned)
-            action = sample_tokens(scores, settings.temperature, settings.top_k, generator)
+            action = sample_tokens(scores, settings.temperature, settings.top_k, generator,
+                                   rows=settings.noise_rows)
             live = ~done
             action = torch.where(live, action, torch.full_like(action, fill))
             tokens[:, t] = action
