@@ -31,6 +31,8 @@ LAYERS: dict[str, int] = {
     "rlseek.runtime": 0,
     # MLflow run tracking sits with the run directory it mirrors, so agents may log through it.
     "rlseek.tracking": 0,
+    # The torchrun world, gradient all-reduce and rank-0 run directory: under every trainer.
+    "rlseek.distributed": 0,
     # 1: the reward registry, its terms, and scoring with a learned reward model
     "rlseek.rewards": 1,
     # 2: Gymnasium environments, scored through the registry

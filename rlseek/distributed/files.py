@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from rlseek.distributed import world as W
-from rlseek.runs import CHECKPOINT_PREFIX, STATE_FILE, Checkpoint, Run, _now, atomic_directory, atomic_write_json
+from rlseek.runs import (
+    CHECKPOINT_PREFIX,
+    STATE_FILE,
+    Checkpoint,
+    Run,
+    _now,
+    atomic_directory,
+    atomic_write_json,
+)
 
 
 class RankRun(Run):
