@@ -48,6 +48,7 @@ LAYERS: dict[str, int] = {
     # 6: what fills the registries, and the entry points
     "rlseek.builtins": 6,
     "rlseek.cli": 6,
+    "rlseek.__main__": 6,
     "rlseek.demo": 6,
     "rlseek": 6,
 }
