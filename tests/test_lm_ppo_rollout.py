@@ -103,13 +103,14 @@ def test_ppo_step_at_init_has_zero_kl_and_moves_the_policy(lm) -> None:  # type:
     ro = generate_rollout(policy.lm, env, temperature=cfg.temperature, generator=g, seed=0)
     before = [p.detach().clone() for p in policy.lm.parameters()]
     stats = trainer.step(ro)
-    # the policy starts as the reference: KL exactly 0 (same tempered distribution)
-    assert stats["charts/kl_ref"] == 0.0 and stats["charts/kl_ref_k1"] == 0.0
+    # the policy starts as the reference: KL 0 up to float32 rounding (the policy's pass runs
+    # through the value-head path, the reference's does not; oneDNN may order sums differently)
+    assert abs(stats["charts/kl_ref"]) < 1e-5 and abs(stats["charts/kl_ref_k1"]) < 1e-5
     assert stats["charts/value_mean"] == 0.0  # zero-initialised value head
     assert all(np.isfinite(v) or k == "losses/explained_variance" for k, v in stats.items())
     assert any(not torch.equal(a, b) for a, b in zip(before, policy.lm.parameters()))
     stats2 = trainer.step(generate_rollout(policy.lm, env, temperature=0.8, generator=g, seed=1))
-    assert stats2["charts/kl_ref"] != 0.0
+    assert stats2["charts/kl_ref"] > 1e-4  # far above the rounding floor once the policy moved
 
 
 def test_padded_vocabulary_never_samples_extra_rows_or_pad() -> None:
