@@ -10,6 +10,8 @@ forms are translated:
   noise with that σ on every action dimension (actions are normalized to [-1, 1]);
 * ``policy_kwargs: {activation_fn: relu}`` names the torch activation (relu, tanh, elu,
   leaky_relu, gelu, silu);
+* ``policy_kwargs: {moe: {experts: 4, top_k: 2, balance_coef: 0.01}}`` (ppo, a2c) makes the
+  actor and critic mixture-of-experts blocks (:mod:`rlseek.agents.sb3_moe`);
 * numbers written as strings (PyYAML reads ``3e-4`` as text) are converted where SB3 expects a number.
 
 ``run`` settings: ``total_steps`` env steps (all vectorized envs together; SB3 may overshoot to
@@ -61,6 +63,7 @@ from rlseek.agents.sb3_callbacks import (
     RunCallback,
     evaluate_model,
 )
+from rlseek.agents.sb3_moe import MoELoadCallback, moe_policy
 from rlseek.agents.sb3_replay import load_replay_buffer, save_replay_buffer
 from rlseek.config import EnvSection, ExperimentConfig, RunSection
 from rlseek.envs.factory import make_env, reward_fn_of
@@ -263,7 +266,9 @@ class SB3Agent(Agent):
                     f"agent.params.policy_kwargs.activation_fn '{name}' is unknown"
                     f"{did_you_mean(name, _ACTIVATIONS)}; known: {', '.join(_ACTIVATIONS)}"
                 )
-            params["policy_kwargs"] = {**pk, "activation_fn": _ACTIVATIONS[name]}
+            params["policy_kwargs"] = pk = {**pk, "activation_fn": _ACTIVATIONS[name]}
+        if isinstance(pk, dict) and "moe" in pk:
+            policy, params["policy_kwargs"] = moe_policy(self.algo, policy, pk)
         if self.her:
             params["replay_buffer_class"] = HerReplayBuffer
             params["replay_buffer_kwargs"] = {
@@ -271,6 +276,10 @@ class SB3Agent(Agent):
                 **(params.get("replay_buffer_kwargs") or {}),
             }
         return policy, params
+
+    def _policy_kwargs(self) -> dict[str, Any]:
+        pk = self.config.agent.params.get("policy_kwargs")
+        return pk if isinstance(pk, dict) else {}
 
     def _build_model(self, env: VecEnv, rs: RunSection) -> BaseAlgorithm:
         policy, kwargs = self._sb3_kwargs(env)
@@ -350,7 +359,9 @@ class SB3Agent(Agent):
         steps_before = int(model.num_timesteps)
         remaining = int(rs.total_steps) - steps_before
         if remaining > 0:
-            model.learn(total_timesteps=remaining, callback=cb, reset_num_timesteps=not resume)
+            callbacks = [cb, MoELoadCallback()] if "moe" in self._policy_kwargs() else [cb]
+            model.learn(total_timesteps=remaining, callback=callbacks,
+                        reset_num_timesteps=not resume)
         else:
             cb.init_callback(model)
         steps = int(model.num_timesteps)
