@@ -5,9 +5,14 @@ clipped losses, masked whitening, KL estimators), ``controllers`` (β and α), `
 with value head, reference, LoRA, the teacher-forced forward), ``trainer`` (one PPO iteration)
 and ``agent`` (the loop, runs, checkpoints, eval). Rollouts and evaluation are the text envs'
 one engine and evaluator (:mod:`rlseek.envs.text.rollout`, :mod:`rlseek.envs.text.evaluation`).
+
+The shared bases of every text-policy agent live here too, next to their lm-ppo subclasses:
+:class:`LmPolicyConfig` (config), :class:`~rlseek.agents.lm_ppo.trainer.LmTrainer` (trainer)
+and :class:`LmAgent` (agent); the critic-free agents (:mod:`rlseek.agents.lm_grpo`) build on them.
 """
 
-from rlseek.agents.lm_ppo.agent import LmPpoAgent
-from rlseek.agents.lm_ppo.config import LmPpoConfig
+from rlseek.agents.lm_ppo.agent import LmAgent, LmPpoAgent
+from rlseek.agents.lm_ppo.config import LmPolicyConfig, LmPpoConfig
+from rlseek.agents.lm_ppo.trainer import LmTrainer, PPOTrainer
 
-__all__ = ["LmPpoAgent", "LmPpoConfig"]
+__all__ = ["LmAgent", "LmPolicyConfig", "LmPpoAgent", "LmPpoConfig", "LmTrainer", "PPOTrainer"]

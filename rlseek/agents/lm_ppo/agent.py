@@ -1,5 +1,11 @@
 """The ``lm-ppo`` agent: PPO for online RLHF of a causal LM on rlseek's text environments.
 
+:class:`LmAgent` is the part every text-policy agent shares (lm-ppo, and the critic-free
+lm-grpo and lm-rloo): the env, the model, the train loop, checkpoints and resume, logging,
+evaluation and the summary. An agent on top of it names its trainer
+(:meth:`LmAgent._make_trainer`), how its policy is built (:meth:`LmAgent._build_policy`) and
+the vector env's reset options of an iteration (:meth:`LmAgent._rollout_options`).
+
 Budget and resources (``run`` section):
 
 * ``total_steps`` counts **completions** (episodes) used for training. One PPO iteration
@@ -39,9 +45,9 @@ import numpy as np
 import torch
 
 from rlseek.agents.base import Agent, register_agent
-from rlseek.agents.lm_ppo.config import LmPpoConfig
+from rlseek.agents.lm_ppo.config import LmPolicyConfig, LmPpoConfig
 from rlseek.agents.lm_ppo.model import build_policy
-from rlseek.agents.lm_ppo.trainer import PPOTrainer, autocast
+from rlseek.agents.lm_ppo.trainer import LmTrainer, PPOTrainer, autocast
 from rlseek.agents.loop import TrainingLoop
 from rlseek.config import ExperimentConfig
 from rlseek.envs.text.evaluation import evaluate_prompts
@@ -70,13 +76,28 @@ def _device(name: str) -> torch.device:
     return torch.device(resolve_device(name, check=True))
 
 
-@register_agent("lm-ppo")
-class LmPpoAgent(Agent):
-    """PPO-RLHF with a KL penalty to a frozen reference and an entropy bonus."""
+class LmAgent(Agent):
+    """A text-policy agent: the loop, runs, checkpoints and evaluation shared by lm-ppo,
+    lm-grpo and lm-rloo. Subclasses set ``config_class`` and :meth:`_make_trainer`."""
 
     env_kind = "text"
-    config_class = LmPpoConfig
-    params: LmPpoConfig
+    params: LmPolicyConfig
+
+    # -- the algorithm's hooks -----------------------------------------------------------------
+    def _build_policy(self, lm: Any, cfg: Any) -> tuple[Any, Any]:
+        """(policy, reference) of ``lm``; see :func:`build_policy`."""
+        return build_policy(lm, cfg)
+
+    def _make_trainer(self, policy: Any, reference: Any, cfg: Any, device: torch.device, *,
+                      vocab_size: int, banned_ids: tuple[int, ...], total_iterations: int
+                      ) -> LmTrainer:
+        """The algorithm's :class:`LmTrainer`."""
+        raise NotImplementedError
+
+    def _rollout_options(self, iteration: int) -> dict[str, Any] | None:
+        """The text vector env's reset options of 0-based ``iteration`` (None: the env's own
+        prompt sampling, one prompt per row)."""
+        return None
 
     # -- config ------------------------------------------------------------------------------
     def resolve_config(self, config: ExperimentConfig) -> ExperimentConfig:
@@ -101,7 +122,7 @@ class LmPpoAgent(Agent):
 
         check_env_id(config.env.id)
         kwargs = env_make_kwargs(config.env)
-        kwargs.setdefault("model", config.agent.params.get("model", LmPpoConfig.model))
+        kwargs.setdefault("model", config.agent.params.get("model", LmPolicyConfig.model))
         try:
             return make_text_vector_env(config.env.id, n, **kwargs)
         except TypeError as exc:
@@ -136,13 +157,13 @@ class LmPpoAgent(Agent):
         torch.manual_seed(rc.seed)
         env = self._make_env(run.config, rc.n_envs)
         lm = self._load_lm(cfg.model, device, env)
-        policy, reference = build_policy(lm, cfg)
+        policy, reference = self._build_policy(lm, cfg)
         policy.to(device)
         iterations = math.ceil(rc.total_steps / rc.n_envs)
         engine = RolloutEngine.for_env(policy.lm, env, device)
         decode = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k)
-        trainer = PPOTrainer(policy, reference, cfg, device, vocab_size=engine.vocab_size,
-                             banned_ids=engine.banned_ids(decode), total_iterations=iterations)
+        trainer = self._make_trainer(policy, reference, cfg, device, vocab_size=engine.vocab_size,
+                                     banned_ids=engine.banned_ids(decode), total_iterations=iterations)
         sample_gen = torch.Generator(device=device).manual_seed(rc.seed)
         trainer.shuffle_gen.manual_seed(rc.seed + 1)
         counts = policy.parameter_counts()
@@ -157,13 +178,14 @@ class LmPpoAgent(Agent):
         if base_eval is None:
             base_eval = self._eval(policy.lm, run.config, cfg, device)
         loop = TrainingLoop(run, unit="completions", total=iterations * rc.n_envs, start=start * rc.n_envs,
-                            progress=progress, desc="lm-ppo", device=str(device))
+                            progress=progress, desc=self.algo, device=str(device))
         tokens = 0
         try:
             for it in range(start, iterations):
                 t0 = time.perf_counter()
                 with autocast(device, cfg.dtype):
-                    ro = engine.rollout(env, decode, generator=sample_gen, seed=rc.seed * 1_000_003 + it)
+                    ro = engine.rollout(env, decode, generator=sample_gen, seed=rc.seed * 1_000_003 + it,
+                                        options=self._rollout_options(it))
                 t1 = time.perf_counter()
                 stats = trainer.step(ro)
                 t2 = time.perf_counter()
@@ -198,7 +220,7 @@ class LmPpoAgent(Agent):
         mixture = getattr(env.core, "mixture", None)
         if mixture is not None:  # realised vs requested shares and reward terms per source
             figures["prompt_sources"] = mixture.report()
-        summary = loop.summary(algo="lm-ppo", steps=iterations * rc.n_envs, eval=final_eval,
+        summary = loop.summary(algo=self.algo, steps=iterations * rc.n_envs, eval=final_eval,
                                resumed_from=start * rc.n_envs if resume else None, wall_time_s=wall,
                                **figures)
         loop.close()
@@ -230,9 +252,8 @@ class LmPpoAgent(Agent):
             stats["charts/success_rate"] = float(np.mean(ro.success))
         return stats
 
-    @staticmethod
-    def _summary(history: list[dict[str, Any]], base: dict[str, Any], final: dict[str, Any],
-                 counts: dict[str, Any], cfg: LmPpoConfig, iterations: int, n_envs: int,
+    def _summary(self, history: list[dict[str, Any]], base: dict[str, Any], final: dict[str, Any],
+                 counts: dict[str, Any], cfg: LmPolicyConfig, iterations: int, n_envs: int,
                  wall: float, tokens: int, resumed_from: int | None) -> dict[str, Any]:
         last = history[-1] if history else {}
         tail = history[-5:]
@@ -241,7 +262,7 @@ class LmPpoAgent(Agent):
             return ev.get(key) if ev else None
 
         return {
-            "algo": "lm-ppo",
+            "algo": self.algo,
             "iterations": iterations,
             "completions": iterations * n_envs,
             "base_accuracy": pick(base, "exact_match"),
@@ -269,7 +290,7 @@ class LmPpoAgent(Agent):
         }
 
     # -- evaluation --------------------------------------------------------------------------
-    def _eval(self, lm: Any, config: ExperimentConfig, cfg: LmPpoConfig, device: torch.device,
+    def _eval(self, lm: Any, config: ExperimentConfig, cfg: LmPolicyConfig, device: torch.device,
               episodes: int | None = None) -> dict[str, Any]:
         """Score ``lm`` on ``episodes`` (default ``run.eval_episodes``) evaluation prompts:
         the first records of ``agent.params.eval_prompts_file``, else of the held-out split
@@ -286,7 +307,7 @@ class LmPpoAgent(Agent):
         result["prompts"] = source
         return result
 
-    def _eval_set(self, config: ExperimentConfig, cfg: LmPpoConfig, n: int
+    def _eval_set(self, config: ExperimentConfig, cfg: LmPolicyConfig, n: int
                   ) -> tuple[list[str], list[Any], str]:
         """(prompts, answers, description) of the evaluation set (see :meth:`_eval`)."""
         from rlseek.envs.text import heldout_prompts, load_prompts_file
@@ -330,7 +351,7 @@ class LmPpoAgent(Agent):
             if ckpt is None:
                 raise RlseekError(f"{run.path} has neither final/ nor a checkpoint to evaluate")
             lm = self._load_lm(cfg.model, device, env)
-            policy, _ = build_policy(lm, cfg)
+            policy, _ = self._build_policy(lm, cfg)
             self._load_policy_weights(ckpt.path, policy, device)
             lm, source = policy.lm, ckpt.path.name
         result = self._eval(lm, self.config, cfg, device, episodes)
@@ -339,13 +360,14 @@ class LmPpoAgent(Agent):
 
     # -- files -------------------------------------------------------------------------------
     @staticmethod
-    def _save_checkpoint(run: Run, step: int, policy: Any, trainer: PPOTrainer,
+    def _save_checkpoint(run: Run, step: int, policy: Any, trainer: LmTrainer,
                          sample_gen: torch.Generator, state: dict[str, Any]) -> None:
         from safetensors.torch import save_file
 
         def write(folder: Path) -> None:
             policy.lm.save_pretrained(folder / "policy")
-            save_file(policy.value_head.state_dict(), str(folder / "value_head.safetensors"))
+            if policy.value_head is not None:
+                save_file(policy.value_head.state_dict(), str(folder / "value_head.safetensors"))
             torch.save(trainer.optimizer.state_dict(), folder / "optimizer.pt")
             torch.save({"sample": sample_gen.get_state(), "shuffle": trainer.shuffle_gen.get_state(),
                         "torch": torch.get_rng_state()}, folder / "rng.pt")
@@ -366,9 +388,11 @@ class LmPpoAgent(Agent):
 
             saved = AutoModelForCausalLM.from_pretrained(str(folder / "policy"))
             policy.lm.load_state_dict(saved.state_dict())
-        policy.value_head.load_state_dict(load_file(str(folder / "value_head.safetensors"), device=str(device)))
+        if policy.value_head is not None:
+            policy.value_head.load_state_dict(load_file(str(folder / "value_head.safetensors"),
+                                                        device=str(device)))
 
-    def _load_checkpoint(self, folder: Path, policy: Any, trainer: PPOTrainer,
+    def _load_checkpoint(self, folder: Path, policy: Any, trainer: LmTrainer,
                          sample_gen: torch.Generator, device: torch.device) -> None:
         self._load_policy_weights(folder, policy, device)
         trainer.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True,
@@ -388,7 +412,22 @@ class LmPpoAgent(Agent):
         with atomic_directory(run.final_dir) as tmp:
             lm.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            save_file(policy.value_head.state_dict(), str(tmp / "value_head.safetensors"))
+            if policy.value_head is not None:
+                save_file(policy.value_head.state_dict(), str(tmp / "value_head.safetensors"))
 
 
 _EVAL_KEYS = ("mean_return", "success_rate", "exact_match", "positive_fraction", "distinct_2")
+
+
+@register_agent("lm-ppo")
+class LmPpoAgent(LmAgent):
+    """PPO-RLHF with a KL penalty to a frozen reference and an entropy bonus."""
+
+    config_class = LmPpoConfig
+    params: LmPpoConfig
+
+    def _make_trainer(self, policy: Any, reference: Any, cfg: Any, device: torch.device, *,
+                      vocab_size: int, banned_ids: tuple[int, ...], total_iterations: int
+                      ) -> LmTrainer:
+        return PPOTrainer(policy, reference, cfg, device, vocab_size=vocab_size,
+                          banned_ids=banned_ids, total_iterations=total_iterations)

@@ -1,4 +1,8 @@
-"""``LmPpoConfig``: every hyperparameter of lm-ppo, typed, documented and validated.
+"""``LmPolicyConfig`` (what every text-policy agent shares) and ``LmPpoConfig`` (lm-ppo's).
+
+:class:`LmPolicyConfig` holds the fields of the model, LoRA, rollouts, KL and entropy control,
+the optimizer and logging, which lm-ppo and the critic-free agents (lm-grpo, lm-rloo) share;
+:class:`LmPpoConfig` adds the value head, GAE and score shaping of PPO.
 
 A config's ``agent.params`` mapping is turned into an :class:`LmPpoConfig` by
 :func:`LmPpoConfig.from_params` (the :class:`~rlseek.agents.base.AgentConfig` contract), once per agent; an unknown key fails with a did-you-mean, a bad value names
@@ -26,8 +30,9 @@ from rlseek.models.loader import DEFAULT_MODEL
 
 
 @dataclass
-class LmPpoConfig(AgentConfig):
-    """Hyperparameters of PPO for RLHF on a causal language model."""
+class LmPolicyConfig(AgentConfig):
+    """What every text-policy agent (lm-ppo, lm-grpo, lm-rloo) configures alike: the model,
+    LoRA, rollouts, KL and entropy control, the optimizer, evaluation and logging."""
 
     # -- model ------------------------------------------------------------------------------
     model: str = DEFAULT_MODEL
@@ -90,30 +95,18 @@ class LmPpoConfig(AgentConfig):
     ent_coef_max: float = 1.0
     """Upper bound of α in adaptive mode (it never goes below 1e-6)."""
 
-    # -- PPO ----------------------------------------------------------------------------------
+    # -- optimization -------------------------------------------------------------------------
     learning_rate: float = 1e-5
-    """Adam learning rate (the value head included)."""
+    """Adam learning rate (lm-ppo: the value head included)."""
     lr_schedule: str = "constant"
     """"constant", or "linear": decays from ``learning_rate`` to 0 over the run's iterations
     (as lm-human-preferences does); the rate of iteration k of K is lr·(1 − k/K)."""
-    gamma: float = 0.99
-    """Per-token discount. 1.0 is common for LMs (the score arrives at the end); 0.99 is the
-    default that rlseek's source document asks for. With γ < 1 the KL penalty PPO optimises
-    is discounted (a token t steps before the end counts γ^t) while the adaptive controller
-    measures, and steers, the undiscounted sequence KL: the two differ most for long
-    completions (γ^48 ≈ 0.62)."""
-    lam: float = 0.95
-    """GAE λ."""
     ppo_epochs: int = 4
-    """Passes over one iteration's rollouts."""
+    """Passes over one iteration's rollouts (GRPO's μ, TRL's ``num_iterations``)."""
     num_minibatches: int = 4
     """Minibatches per epoch (the completions of an iteration are split into these)."""
     clip_range: float = 0.2
     """PPO ratio clip ε."""
-    clip_range_value: float = 0.2
-    """Value clip: a new value may move at most this far from the rollout's value."""
-    vf_coef: float = 0.1
-    """Weight of the value loss (the value head shares the policy's trunk; see model.py)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip."""
     grad_accum_steps: int = 1
@@ -123,17 +116,6 @@ class LmPpoConfig(AgentConfig):
     peak memory falls. Must not exceed the minibatch size."""
     early_stop_kl: float | None = None
     """SB3's ``target_kl``: stop the epochs of an iteration once approx_kl > 1.5 × this."""
-    whiten_advantages: bool = True
-    """Standardize advantages over the response tokens of the batch (masked whitening)."""
-
-    # -- reward shaping -----------------------------------------------------------------------
-    reward_norm: bool = True
-    """Standardize the env's score with its running mean / std before clipping."""
-    reward_clip: float = 5.0
-    """Clip the (normalized) score to [−reward_clip, reward_clip]."""
-    missing_eos_penalty: float = 1.0
-    """Subtracted from the score of a completion that ended without EOS (after
-    normalization, so the unit is standard deviations of the score)."""
 
     # -- evaluation / misc --------------------------------------------------------------------
     eval_temperature: float = 0.0
@@ -159,11 +141,12 @@ class LmPpoConfig(AgentConfig):
         """The params as plain data (the same as :meth:`to_params`)."""
         return self.to_params()
 
-    def validate(self, where: str = "agent.params") -> None:
-        """Raise :class:`ConfigError` naming the first field with a value out of range."""
-        def bad(name: str, want: str) -> ConfigError:
-            return ConfigError(f"field '{where}.{name}' must be {want}, got {getattr(self, name)!r}")
+    def _bad(self, where: str, name: str, want: str) -> ConfigError:
+        return ConfigError(f"field '{where}.{name}' must be {want}, got {getattr(self, name)!r}")
 
+    def validate(self, where: str = "agent.params") -> None:
+        """Raise :class:`ConfigError` naming the first shared field with a value out of range."""
+        algo = getattr(getattr(type(self), "agent_class", None), "algo", "") or "lm-ppo"
         choices = {
             "kl_control": ("adaptive", "fixed"),
             "kl_penalty": ("reward", "loss"),
@@ -174,21 +157,20 @@ class LmPpoConfig(AgentConfig):
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise bad(name, " or ".join(repr(a) for a in allowed))
+                raise self._bad(where, name, " or ".join(repr(a) for a in allowed))
         positive = ("temperature", "kl_target", "kl_horizon", "ent_target", "learning_rate",
-                    "ppo_epochs", "num_minibatches", "clip_range", "clip_range_value",
-                    "max_grad_norm", "reward_clip", "eval_samples", "lora_r", "grad_accum_steps",
-                    "lora_alpha", "log_every", "ent_coef_max")
+                    "ppo_epochs", "num_minibatches", "clip_range", "max_grad_norm", "eval_samples",
+                    "lora_r", "grad_accum_steps", "lora_alpha", "log_every", "ent_coef_max")
         for name in positive:
             if not getattr(self, name) > 0:
-                raise bad(name, "> 0")
-        for name in ("kl_coef", "ent_coef", "vf_coef", "missing_eos_penalty", "ent_rate",
-                     "eval_temperature", "top_k", "lora_dropout"):
+                raise self._bad(where, name, "> 0")
+        for name in ("kl_coef", "ent_coef", "ent_rate", "eval_temperature", "top_k", "lora_dropout"):
             if getattr(self, name) < 0:
-                raise bad(name, ">= 0")
+                raise self._bad(where, name, ">= 0")
         if self.lora_dropout != 0:
-            raise bad("lora_dropout", "0 (lm-ppo keeps dropout off: PPO's ratio compares two "
-                                      "forward passes, which dropout would make differ)")
+            raise self._bad(where, "lora_dropout", f"0 ({algo} keeps dropout off: PPO's ratio "
+                                                   "compares two forward passes, which dropout "
+                                                   "would make differ)")
         if self.kl_penalty == "reward" and self.kl_estimator != "k1":
             raise ConfigError(
                 f"field '{where}.kl_estimator' is {self.kl_estimator!r} with kl_penalty 'reward': "
@@ -198,9 +180,51 @@ class LmPpoConfig(AgentConfig):
             raise ConfigError(
                 f"field '{where}.kl_estimator' is 'k1' with kl_penalty 'loss': differentiated, "
                 "k1's gradient is zero in expectation; use 'k2' or 'k3' (GRPO), or kl_penalty: reward")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise bad("gamma", "in [0, 1]")
-        if not 0.0 <= self.lam <= 1.0:
-            raise bad("lam", "in [0, 1]")
         if self.early_stop_kl is not None and self.early_stop_kl <= 0:
-            raise bad("early_stop_kl", "> 0 or null")
+            raise self._bad(where, "early_stop_kl", "> 0 or null")
+
+
+@dataclass
+class LmPpoConfig(LmPolicyConfig):
+    """Hyperparameters of PPO for RLHF on a causal language model: the shared fields of
+    :class:`LmPolicyConfig` plus the value head, GAE and score shaping."""
+
+    # -- PPO: value head and GAE ---------------------------------------------------------------
+    gamma: float = 0.99
+    """Per-token discount. 1.0 is common for LMs (the score arrives at the end); 0.99 is the
+    default that rlseek's source document asks for. With γ < 1 the KL penalty PPO optimises
+    is discounted (a token t steps before the end counts γ^t) while the adaptive controller
+    measures, and steers, the undiscounted sequence KL: the two differ most for long
+    completions (γ^48 ≈ 0.62)."""
+    lam: float = 0.95
+    """GAE λ."""
+    clip_range_value: float = 0.2
+    """Value clip: a new value may move at most this far from the rollout's value."""
+    vf_coef: float = 0.1
+    """Weight of the value loss (the value head shares the policy's trunk; see model.py)."""
+    whiten_advantages: bool = True
+    """Standardize advantages over the response tokens of the batch (masked whitening)."""
+
+
+    # -- reward shaping -----------------------------------------------------------------------
+    reward_norm: bool = True
+    """Standardize the env's score with its running mean / std before clipping."""
+    reward_clip: float = 5.0
+    """Clip the (normalized) score to [−reward_clip, reward_clip]."""
+    missing_eos_penalty: float = 1.0
+    """Subtracted from the score of a completion that ended without EOS (after
+    normalization, so the unit is standard deviations of the score)."""
+
+    def validate(self, where: str = "agent.params") -> None:
+        """Raise :class:`ConfigError` naming the first field with a value out of range."""
+        super().validate(where)
+        for name in ("clip_range_value", "reward_clip"):
+            if not getattr(self, name) > 0:
+                raise self._bad(where, name, "> 0")
+        for name in ("vf_coef", "missing_eos_penalty"):
+            if getattr(self, name) < 0:
+                raise self._bad(where, name, ">= 0")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise self._bad(where, "gamma", "in [0, 1]")
+        if not 0.0 <= self.lam <= 1.0:
+            raise self._bad(where, "lam", "in [0, 1]")

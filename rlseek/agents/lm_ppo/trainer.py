@@ -1,8 +1,20 @@
-"""One PPO iteration on a batch of rollouts: score shaping, KL penalty, GAE, clipped updates.
+"""One iteration of a text-policy algorithm on a batch of rollouts.
 
-:class:`PPOTrainer` owns the optimizer, the KL and entropy controllers and the running
-statistics of the env's score; :meth:`PPOTrainer.step` turns one :class:`Rollout` into a
-policy update and returns the iteration's figures (keys namespaced like CleanRL's).
+:class:`LmTrainer` is what lm-ppo and the critic-free agents (lm-grpo, lm-rloo) share: the
+rollout's tensors, the teacher-forced forward, one batched no-grad pass for the old and
+reference log-probs, the token-level micro-batch loop :meth:`LmTrainer.accumulate` around an
+algorithm's :meth:`LmTrainer.micro_loss`, the optimizer step, the epochs over shuffled
+minibatches, the learning-rate schedule and the KL and entropy controllers.
+
+:class:`PPOTrainer` adds score shaping, the KL-penalized rewards, GAE and the clipped policy
+and value losses; it owns the running statistics of the env's score. ``step`` turns one
+:class:`Rollout` into a policy update and returns the iteration's figures (keys namespaced
+like CleanRL's).
+
+Hook points, in the order one update calls them: :meth:`LmTrainer.prepare` (the algorithm's
+advantages), per minibatch :meth:`LmTrainer.accumulate` → :meth:`LmTrainer.micro_batches`
+(how a minibatch is split) → :meth:`LmTrainer.micro_loss` per micro-batch, each weighted by
+:meth:`LmTrainer.loss_units` → :meth:`LmTrainer.optimizer_step`.
 """
 
 from __future__ import annotations
@@ -15,7 +27,7 @@ import torch
 from torch import nn
 
 from rlseek.agents.lm_ppo import core
-from rlseek.agents.lm_ppo.config import LmPpoConfig
+from rlseek.agents.lm_ppo.config import LmPolicyConfig, LmPpoConfig
 from rlseek.agents.lm_ppo.controllers import EntropyController, make_kl_controller
 from rlseek.agents.lm_ppo.model import PolicyWithValueHead, forward_response, sequence_inputs
 from rlseek.envs.text.rollout import Rollout
@@ -33,7 +45,7 @@ def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextMana
 
 def set_matmul_precision(device: torch.device, tf32: bool) -> None:
     """On CUDA, float32 matmuls and convolutions in TF32 (``tf32=True``) or full IEEE fp32;
-    nothing happens on other devices (``LmPpoConfig.tf32``)."""
+    nothing happens on other devices (``LmPolicyConfig.tf32``)."""
     if device.type == "cuda":
         mode = "tf32" if tf32 else "ieee"
         torch.backends.cuda.matmul.fp32_precision = mode
@@ -58,15 +70,22 @@ def trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-class PPOTrainer:
-    """PPO-RLHF updates of a :class:`PolicyWithValueHead` against a frozen reference."""
+class LmTrainer:
+    """Updates of a text policy (:class:`PolicyWithValueHead`) against a frozen reference.
 
-    def __init__(self, policy: PolicyWithValueHead, reference: nn.Module | None, cfg: LmPpoConfig,
+    Subclasses define :meth:`prepare` (rollout → batch of tensors with ``old_logp`` and
+    ``advantages``, plus the iteration's chart figures, ``charts/kl_ref`` and
+    ``charts/entropy`` among them) and :meth:`micro_loss`.
+    """
+
+    def __init__(self, policy: PolicyWithValueHead, reference: nn.Module | None, cfg: LmPolicyConfig,
                  device: torch.device, *, vocab_size: int | None = None,
                  banned_ids: tuple[int, ...] = (), total_iterations: int | None = None) -> None:
         """``vocab_size`` and ``banned_ids`` define the policy's distribution as the rollout
         engine samples it (the tokenizer's vocabulary; the pad id never sampled);
-        ``total_iterations`` is the horizon of ``lr_schedule: linear``."""
+        ``total_iterations`` is the horizon of ``lr_schedule: linear``. ``reference`` None
+        with a LoRA policy is the base with the adapter disabled; None without LoRA means no
+        reference at all (:attr:`has_reference` False: no reference log-probs, KL 0)."""
         self.policy, self.reference, self.cfg, self.device = policy, reference, cfg, device
         self.vocab_size, self.banned_ids = vocab_size, tuple(banned_ids)
         self.total_iterations = total_iterations
@@ -78,10 +97,183 @@ class PPOTrainer:
         self.kl_ctl = make_kl_controller(cfg.kl_control, cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
         self.ent_ctl = EntropyController(cfg.ent_coef, cfg.ent_control == "adaptive",
                                          cfg.ent_target, cfg.ent_rate, cfg.ent_coef_max)
-        self.score_stats = RunningMeanStd()
         self.shuffle_gen = torch.Generator()
 
-    # -- the pieces -------------------------------------------------------------------------
+    @property
+    def has_reference(self) -> bool:
+        """Whether a reference policy exists (a copy, or the LoRA base)."""
+        return self.reference is not None or bool(getattr(self.policy, "lora", False))
+
+    # -- tensors and forward passes -----------------------------------------------------------
+    def batch_tensors(self, ro: Rollout) -> dict[str, torch.Tensor]:
+        """The rollout's token tensors on the trainer's device: ``prompt_ids``,
+        ``prompt_mask`` (left-padded), ``response_ids`` and ``mask`` (right-padded)."""
+        d = self.device
+        return {"prompt_ids": ro.prompt_ids.to(d), "prompt_mask": ro.prompt_mask.to(d),
+                "response_ids": ro.response_ids.to(d), "mask": ro.response_mask.to(d)}
+
+    def forward(self, lm: nn.Module, mb: dict[str, torch.Tensor], value_head: nn.Module | None = None):
+        """Teacher-forced (logits, values) of ``mb``'s responses under ``lm`` (values None
+        without ``value_head``); see :func:`forward_response`."""
+        inputs = sequence_inputs(mb["prompt_ids"], mb["prompt_mask"], mb["response_ids"], mb["mask"])
+        with autocast(self.device, self.cfg.dtype):
+            return forward_response(lm, inputs, mb["response_ids"].shape[1], self.cfg.temperature,
+                                    value_head, vocab_size=self.vocab_size, banned_ids=self.banned_ids)
+
+    def _chunks(self, n: int, order: torch.Tensor | None = None) -> list[torch.Tensor]:
+        idx = order if order is not None else torch.arange(n)
+        return [c for c in torch.tensor_split(idx, min(self.cfg.num_minibatches, n)) if len(c)]
+
+    @torch.no_grad()
+    def logprob_pass(self, batch: dict[str, torch.Tensor], *, values: bool = False
+                     ) -> dict[str, torch.Tensor]:
+        """One no-grad pass over the batch (in ``num_minibatches`` chunks): the rollout
+        policy's ``old_logp`` and per-token ``entropy``, the reference's ``ref_logp`` (equal
+        to ``old_logp`` when there is no reference, so every KL is 0) and, with ``values``,
+        the value head's ``old_values``; all (B, T), 0 on padding."""
+        B, T = batch["response_ids"].shape
+        out = {k: torch.zeros(B, T, device=self.device) for k in ("old_logp", "ref_logp", "entropy")}
+        if values:
+            out["old_values"] = torch.zeros(B, T, device=self.device)
+        head = self.policy.value_head if values else None
+        for idx in self._chunks(B):
+            mb = trim({k: v[idx] for k, v in batch.items()})
+            t = mb["response_ids"].shape[1]
+            logits, vals = self.forward(self.policy.lm, mb, head)
+            out["old_logp"][idx, :t] = core.logprobs_of(logits, mb["response_ids"], mb["mask"])
+            out["entropy"][idx, :t] = core.entropy_of(logits)
+            if values:
+                out["old_values"][idx, :t] = vals.float()
+            if not self.has_reference:
+                out["ref_logp"][idx, :t] = out["old_logp"][idx, :t]
+                continue
+            if self.reference is None:
+                with self.policy.reference() as ref:
+                    ref_logits, _ = self.forward(ref, mb, None)
+            else:
+                ref_logits, _ = self.forward(self.reference, mb, None)
+            out["ref_logp"][idx, :t] = core.logprobs_of(ref_logits, mb["response_ids"], mb["mask"])
+        return out
+
+    # -- the algorithm's parts ----------------------------------------------------------------
+    def prepare(self, ro: Rollout) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """The batch for :meth:`update` (tensors incl. ``old_logp`` and ``advantages``) and
+        the iteration's chart figures."""
+        raise NotImplementedError
+
+    def micro_loss(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of one micro-batch (normalized over its :meth:`loss_units`) and its
+        named parts (``losses/approx_kl`` among them, for ``early_stop_kl``). The
+        controllers' α and β are ``self.ent_ctl.value`` and ``self.kl_ctl.value``."""
+        raise NotImplementedError
+
+    def loss_units(self, mask: torch.Tensor) -> torch.Tensor:
+        """What a loss is a mean over, counted in ``mask``'s rows: response tokens here
+        (micro-batches are weighted by their share of the minibatch's units)."""
+        return mask.sum()
+
+    # -- the update ---------------------------------------------------------------------------
+    def micro_batches(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Split a minibatch's row indices into ``grad_accum_steps`` micro-batches."""
+        return list(torch.tensor_split(idx, min(self.cfg.grad_accum_steps, len(idx))))
+
+    def accumulate(self, batch: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Backward of the minibatch ``idx`` over its micro-batches, each loss weighted by
+        its share of the minibatch's :meth:`loss_units`, so the accumulated gradient equals
+        the unaccumulated one; returns the loss parts, weighted the same way (detached)."""
+        total = self.loss_units(batch["mask"][idx]).clamp_min(1.0)
+        parts: dict[str, torch.Tensor] = {}
+        for micro in self.micro_batches(idx):
+            mb = trim({k: v[micro] for k, v in batch.items()})
+            share = self.loss_units(mb["mask"]) / total
+            loss, micro_parts = self.micro_loss(mb)
+            (loss * share).backward()
+            for key, val in micro_parts.items():
+                parts[key] = parts.get(key, 0.0) + val.detach() * share
+        return parts
+
+    def optimizer_step(self) -> torch.Tensor:
+        """Clip the gradient norm to ``max_grad_norm`` and step; returns the norm before."""
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.trainable_parameters(),
+                                                   self.cfg.max_grad_norm)
+        self.optimizer.step()
+        return grad_norm
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """``ppo_epochs`` passes over shuffled minibatches, one optimizer step each.
+
+        With ``grad_accum_steps`` = k, each minibatch is split into k micro-batches (see
+        :meth:`accumulate`). ``early_stop_kl`` skips the minibatch that moved too far and
+        ends the iteration.
+        """
+        cfg = self.cfg
+        B = batch["response_ids"].shape[0]
+        sums: dict[str, list[float]] = {}
+        stopped = False
+        for _ in range(cfg.ppo_epochs):
+            order = torch.randperm(B, generator=self.shuffle_gen)
+            for idx in self._chunks(B, order):
+                self.optimizer.zero_grad(set_to_none=True)
+                idx = idx.to(batch["mask"].device)
+                parts = self.accumulate(batch, idx)
+                if cfg.early_stop_kl is not None and float(parts["losses/approx_kl"]) > 1.5 * cfg.early_stop_kl:
+                    # SB3's target_kl: this minibatch already moved too far; skip it and stop.
+                    self.optimizer.zero_grad(set_to_none=True)
+                    stopped = True
+                    break
+                parts["losses/grad_norm"] = self.optimizer_step()
+                for key, val in parts.items():
+                    sums.setdefault(key, []).append(float(val))
+            if stopped:
+                break
+        stats = {k: float(np.mean(v)) for k, v in sums.items()}
+        stats["losses/early_stopped"] = float(stopped)
+        return stats
+
+    def step(self, ro: Rollout) -> dict[str, float]:
+        """One iteration on ``ro``; updates β and α afterwards."""
+        lr = self.learning_rate(self.iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch, stats = self.prepare(ro)
+        stats["charts/learning_rate"] = lr
+        stats.update(self.update(batch))
+        self.kl_ctl.update(stats["charts/kl_ref"], len(ro))
+        self.ent_ctl.update(stats["charts/entropy"])
+        self.iteration += 1
+        return stats
+
+    def learning_rate(self, iteration: int) -> float:
+        """The learning rate of 0-based ``iteration`` under ``lr_schedule``."""
+        if self.cfg.lr_schedule == "linear":
+            assert self.total_iterations
+            return self.cfg.learning_rate * max(0.0, 1.0 - iteration / self.total_iterations)
+        return self.cfg.learning_rate
+
+    # -- checkpoint state -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serializable state (controllers, iteration)."""
+        return {"kl_ctl": self.kl_ctl.state_dict(), "ent_ctl": self.ent_ctl.state_dict(),
+                "iteration": self.iteration}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.ent_ctl.load_state_dict(state["ent_ctl"])
+        self.iteration = int(state.get("iteration", 0))
+
+
+class PPOTrainer(LmTrainer):
+    """PPO-RLHF updates of a :class:`PolicyWithValueHead` against a frozen reference."""
+
+    cfg: LmPpoConfig
+
+    def __init__(self, policy: PolicyWithValueHead, reference: nn.Module | None, cfg: LmPpoConfig,
+                 device: torch.device, *, vocab_size: int | None = None,
+                 banned_ids: tuple[int, ...] = (), total_iterations: int | None = None) -> None:
+        super().__init__(policy, reference, cfg, device, vocab_size=vocab_size,
+                         banned_ids=banned_ids, total_iterations=total_iterations)
+        self.score_stats = RunningMeanStd()
+
     def shape_scores(self, scores: np.ndarray, eos: np.ndarray) -> torch.Tensor:
         """Env scores → the scalar reward at each completion's last token.
 
@@ -97,43 +289,13 @@ class PPOTrainer:
         s = s.clamp(-self.cfg.reward_clip, self.cfg.reward_clip)
         return s.float().to(self.device)
 
-    def _tensors(self, ro: Rollout) -> dict[str, torch.Tensor]:
-        d = self.device
-        return {"prompt_ids": ro.prompt_ids.to(d), "prompt_mask": ro.prompt_mask.to(d),
-                "response_ids": ro.response_ids.to(d), "mask": ro.response_mask.to(d)}
-
-    def _forward(self, lm: nn.Module, mb: dict[str, torch.Tensor], value_head: nn.Module | None):
-        inputs = sequence_inputs(mb["prompt_ids"], mb["prompt_mask"], mb["response_ids"], mb["mask"])
-        with autocast(self.device, self.cfg.dtype):
-            return forward_response(lm, inputs, mb["response_ids"].shape[1], self.cfg.temperature,
-                                    value_head, vocab_size=self.vocab_size, banned_ids=self.banned_ids)
-
-    def _chunks(self, n: int, order: torch.Tensor | None = None) -> list[torch.Tensor]:
-        idx = order if order is not None else torch.arange(n)
-        return [c for c in torch.tensor_split(idx, min(self.cfg.num_minibatches, n)) if len(c)]
-
     @torch.no_grad()
     def prepare(self, ro: Rollout) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Old log-probs and values, reference log-probs, KL-penalized rewards and GAE."""
-        batch = self._tensors(ro)
-        B, T = batch["response_ids"].shape
-        old_logp = torch.zeros(B, T, device=self.device)
-        ref_logp = torch.zeros(B, T, device=self.device)
-        old_values = torch.zeros(B, T, device=self.device)
-        entropy = torch.zeros(B, T, device=self.device)
-        for idx in self._chunks(B):
-            mb = trim({k: v[idx] for k, v in batch.items()})
-            t = mb["response_ids"].shape[1]
-            logits, values = self._forward(self.policy.lm, mb, self.policy.value_head)
-            old_logp[idx, :t] = core.logprobs_of(logits, mb["response_ids"], mb["mask"])
-            entropy[idx, :t] = core.entropy_of(logits)
-            old_values[idx, :t] = values.float()
-            if self.reference is None:
-                with self.policy.reference() as ref:
-                    ref_logits, _ = self._forward(ref, mb, None)
-            else:
-                ref_logits, _ = self._forward(self.reference, mb, None)
-            ref_logp[idx, :t] = core.logprobs_of(ref_logits, mb["response_ids"], mb["mask"])
+        batch = self.batch_tensors(ro)
+        passed = self.logprob_pass(batch, values=True)
+        old_logp, ref_logp = passed["old_logp"], passed["ref_logp"]
+        old_values, entropy = passed["old_values"], passed["entropy"]
         mask = batch["mask"]
         scores = self.shape_scores(ro.scores, ro.eos)
         kl = core.kl_estimate(old_logp, ref_logp, self.cfg.kl_estimator) * mask
@@ -160,11 +322,11 @@ class PPOTrainer:
         }
         return batch, stats
 
-    def _micro_loss(self, mb: dict[str, torch.Tensor], alpha: float, beta: float
-                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def micro_loss(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The PPO loss of one (micro-)batch, a per-token mean over its masked tokens."""
         cfg, policy = self.cfg, self.policy
-        logits, values = self._forward(policy.lm, mb, policy.value_head)
+        alpha, beta = self.ent_ctl.value, self.kl_ctl.value
+        logits, values = self.forward(policy.lm, mb, policy.value_head)
         mask = mb["mask"]
         logp = core.logprobs_of(logits, mb["response_ids"], mask)
         pg, pstats = core.policy_loss(logp, mb["old_logp"], mb["advantages"], mask, cfg.clip_range)
@@ -182,78 +344,17 @@ class PPOTrainer:
         return loss, parts
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """``ppo_epochs`` passes of clipped PPO over shuffled minibatches.
-
-        With ``grad_accum_steps`` = k, each minibatch is split into k micro-batches whose
-        losses are weighted by their share of the minibatch's response tokens, so the
-        accumulated gradient equals the minibatch's unaccumulated one.
-        """
-        cfg, policy = self.cfg, self.policy
-        params = policy.trainable_parameters()
-        alpha, beta = self.ent_ctl.value, self.kl_ctl.value
-        B = batch["response_ids"].shape[0]
-        sums: dict[str, list[float]] = {}
-        stopped = False
-        for _ in range(cfg.ppo_epochs):
-            order = torch.randperm(B, generator=self.shuffle_gen)
-            for idx in self._chunks(B, order):
-                self.optimizer.zero_grad(set_to_none=True)
-                idx = idx.to(batch["mask"].device)
-                total = batch["mask"][idx].sum().clamp_min(1.0)
-                parts: dict[str, torch.Tensor] = {}
-                for micro in torch.tensor_split(idx, min(cfg.grad_accum_steps, len(idx))):
-                    mb = trim({k: v[micro] for k, v in batch.items()})
-                    share = mb["mask"].sum() / total
-                    loss, micro_parts = self._micro_loss(mb, alpha, beta)
-                    (loss * share).backward()
-                    for key, val in micro_parts.items():
-                        parts[key] = parts.get(key, 0.0) + val.detach() * share
-                if cfg.early_stop_kl is not None and float(parts["losses/approx_kl"]) > 1.5 * cfg.early_stop_kl:
-                    # SB3's target_kl: this minibatch already moved too far; skip it and stop.
-                    self.optimizer.zero_grad(set_to_none=True)
-                    stopped = True
-                    break
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                self.optimizer.step()
-                parts["losses/grad_norm"] = grad_norm
-                for key, val in parts.items():
-                    sums.setdefault(key, []).append(float(val))
-            if stopped:
-                break
-        stats = {k: float(np.mean(v)) for k, v in sums.items()}
-        stats["losses/early_stopped"] = float(stopped)
+        """The shared epochs of clipped updates, plus the value head's explained variance."""
+        stats = super().update(batch)
         stats["losses/explained_variance"] = core.explained_variance(
             batch["old_values"], batch["returns"], batch["mask"])
         return stats
 
-    def step(self, ro: Rollout) -> dict[str, float]:
-        """One PPO iteration on ``ro``; updates β and α afterwards."""
-        lr = self.learning_rate(self.iteration)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        batch, stats = self.prepare(ro)
-        stats["charts/learning_rate"] = lr
-        stats.update(self.update(batch))
-        self.kl_ctl.update(stats["charts/kl_ref"], len(ro))
-        self.ent_ctl.update(stats["charts/entropy"])
-        self.iteration += 1
-        return stats
-
-    def learning_rate(self, iteration: int) -> float:
-        """The learning rate of 0-based ``iteration`` under ``lr_schedule``."""
-        if self.cfg.lr_schedule == "linear":
-            assert self.total_iterations
-            return self.cfg.learning_rate * max(0.0, 1.0 - iteration / self.total_iterations)
-        return self.cfg.learning_rate
-
     # -- checkpoint state -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """JSON-serializable state (controllers, score statistics)."""
-        return {"kl_ctl": self.kl_ctl.state_dict(), "ent_ctl": self.ent_ctl.state_dict(),
-                "score_stats": self.score_stats.state_dict(), "iteration": self.iteration}
+        """JSON-serializable state (controllers, score statistics, iteration)."""
+        return {**super().state_dict(), "score_stats": self.score_stats.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.kl_ctl.load_state_dict(state["kl_ctl"])
-        self.ent_ctl.load_state_dict(state["ent_ctl"])
+        super().load_state_dict(state)
         self.score_stats.load_state_dict(state["score_stats"])
-        self.iteration = int(state.get("iteration", 0))
