@@ -73,6 +73,13 @@ class RunSection:
     tracking_uri: str = ""
     """MLflow tracking URI; empty: ``MLFLOW_TRACKING_URI``, else the embedded sqlite store
     ``runs/mlflow.db`` (see :mod:`rlseek.tracking.settings`)."""
+    tasks: Any = None
+    """Continual learning: a list of tasks ``{env: ..., total_steps: ..., name: ...}`` trained
+    in order (see :mod:`rlseek.continual.spec`); None = one task, the ``env`` section."""
+    replay: Any = None
+    """With ``tasks``: ``{fraction, capacity}`` of past-task samples mixed into each update."""
+    ewc: Any = None
+    """With ``tasks``: ``{lambda, fisher_samples}`` of elastic weight consolidation."""
 
 
 @dataclass
@@ -231,6 +238,9 @@ def config_from_dict(data: Any, source: str = "<dict>") -> ExperimentConfig:
             raise ConfigError(f"{source}: field 'run.{name}' must be >= 1, got {getattr(run, name)}")
     if run.vec_env not in ("dummy", "subproc"):
         raise ConfigError(f"{source}: field 'run.vec_env' must be 'dummy' or 'subproc', got {run.vec_env!r}")
+    from rlseek.continual.spec import parse_continual
+
+    parse_continual(run, dataclasses.asdict(env), source)
     return ExperimentConfig(env=env, agent=agent, run=run, imports=list(imports), source=source)
 
 

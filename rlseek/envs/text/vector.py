@@ -70,6 +70,7 @@ class TextVectorEnv(VectorEnv):
         normalize_reward: bool = False,
         prompts_file: str | os.PathLike[str] | None = None,
         level: int | None = None,
+        prompt_sources: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise RlseekError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -77,7 +78,8 @@ class TextVectorEnv(VectorEnv):
         self.core = TextCore(get_task(env_id), model=model, max_new_tokens=max_new_tokens,
                              max_prompt_tokens=max_prompt_tokens, reward=reward,
                              reward_params=reward_params, normalize_reward=normalize_reward,
-                             prompts_file=prompts_file, level=level)
+                             prompts_file=prompts_file, level=level,
+                             prompt_sources=prompt_sources)
         self.num_envs = int(num_envs)
         self.tokenizer = self.core.tokenizer
         self.reward_fn = self.core.reward_fn
@@ -130,10 +132,13 @@ class TextVectorEnv(VectorEnv):
                 raise RlseekError(
                     f"reset options give {len(prompts)} prompts and {len(answers)} answers; "
                     f"this vector env has num_envs={self.num_envs}")
+            self.core.last_sources = None
         elif group > 1:
             distinct, keys = self.core.sample(self.np_random, self.num_envs // group)
             prompts = [p for p in distinct for _ in range(group)]
             answers = [k for k in keys for _ in range(group)]
+            if self.core.last_sources is not None:  # a prompt_sources mixture: one per row
+                self.core.last_sources = np.repeat(self.core.last_sources, group)
         else:
             prompts, answers = self.core.sample(self.np_random, self.num_envs)
         ids = self.core.encode_prompts(prompts, limit=self.core.max_prompt_tokens)
