@@ -337,6 +337,12 @@ class SB3Agent(Agent):
             state, resumed_from = ckpt.state, ckpt.step
         else:
             model = self._build_model(venv, rs)
+        self._hooks = None
+        if self.continual is not None:  # one task of a sequence: see rlseek.continual.robot
+            from rlseek.continual.robot import SB3Continual
+
+            self._hooks = SB3Continual(self.continual)
+            self._hooks.attach(model, resume, MODEL_FILE)
         loop = TrainingLoop(
             run, unit="env steps", total=int(rs.total_steps), start=int(model.num_timesteps),
             progress=progress, desc=self.algo, device=resolve_device(rs.device),
@@ -396,6 +402,8 @@ class SB3Agent(Agent):
             model.logger.record("quality/success_rate", ev["success_rate"])
         model.logger.dump(steps)
         model.logger.close()
+        if self._hooks is not None:
+            extra["continual"] = self._hooks.finish(model)
         if cb.success_curve:
             extra["success_curve"] = cb.success_curve
         return loop.summary(
@@ -459,9 +467,11 @@ class A2CAgent(SB3Agent):
 
 @register_agent("sac")
 class SACAgent(SB3Agent):
-    """Soft Actor-Critic (SB3 ``SAC``), off-policy, continuous (Box) actions."""
+    """Soft Actor-Critic (SB3 ``SAC``), off-policy, continuous (Box) actions; supports
+    continual learning (``run.tasks`` with replay and EWC, :mod:`rlseek.continual.robot`)."""
 
     sb3_class = SAC
+    supports_continual = True
 
 
 @register_agent("td3")
