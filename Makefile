@@ -24,9 +24,10 @@ demo: $(STAMP)
 demo-quick: $(STAMP)
 	$(BIN)/rlseek demo --quick --out demo-out/quick-$(STAMPNOW)
 
+# Two workers, one test file per worker at a time (files share module-scoped fixtures).
 test: $(STAMP)
 	$(BIN)/ruff check rlseek tests benchmarks scripts examples
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow -q

@@ -93,8 +93,8 @@ def test_decode_early_exit_and_suppressed_eos(lm_tok) -> None:  # type: ignore[n
     assert not (long.tokens == tok.eos_token_id).any() and not (long.tokens == tok.pad_token_id).any()
     with pytest.raises(ValueError, match="exit_check_every must be >= 1"):
         DecodeSettings(exit_check_every=0)
-    with pytest.raises(ValueError, match="cache must be 'dynamic'"):
-        DecodeSettings(cache="static")
+    with pytest.raises(ValueError, match="cache must be one of 'dynamic', 'static', 'auto'"):
+        DecodeSettings(cache="paged")
 
 
 def test_rollout_refuses_an_env_that_ends_rows_elsewhere(lm_tok) -> None:  # type: ignore[no-untyped-def]

@@ -44,6 +44,9 @@ def start_world(config: ExperimentConfig, strategies: Sequence[str], algo: str) 
     if opts["strategy"] not in strategies:
         raise ConfigError(f"field 'run.distributed.strategy' is {opts['strategy']!r}, which agent '{algo}' "
                           f"does not support; use {' or '.join(repr(s) for s in strategies)}")
+    if getattr(config.run, "tasks", None) is not None or getattr(config.run, "stages", None):
+        raise ConfigError("fields 'run.tasks' and 'run.stages' are for one-process runs; launch "
+                          "continual or staged runs without torchrun")
     if config.run.n_envs % size:
         raise ConfigError(f"field 'run.n_envs' (the global batch) is {config.run.n_envs}, which world size "
                           f"{size} does not divide; use a multiple of {size} (each rank takes n_envs / world size)")

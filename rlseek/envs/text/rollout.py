@@ -32,10 +32,9 @@ The loop keeps its state on the model's device: sampling uses a ``torch.Generato
 the new tokens go into a pre-allocated ``(B, max_new_tokens)`` tensor and the attention mask
 into a pre-allocated ``(B, P + max_new_tokens)`` one, so nothing is copied to the host per
 token; "have all rows ended?" is asked every ``DecodeSettings.exit_check_every`` tokens (the
-only host sync of the loop). The GPU path of a static pre-allocated cache with a CUDA-graph
-decode step and bucketed shapes is meant to be a value of ``DecodeSettings.cache``, replacing
-:meth:`RolloutEngine._step` only; today the one value is ``"dynamic"`` (transformers'
-growing cache).
+only host sync of the loop). On CUDA, ``DecodeSettings.cache`` ``"static"`` (the default
+there, through ``"auto"``) runs the same loop with a pre-allocated static cache and the
+decode step captured in a CUDA graph per shape bucket (:mod:`rlseek.envs.text.static_decode`).
 """
 
 from __future__ import annotations
@@ -50,6 +49,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+CACHE_CHOICES = ("dynamic", "static", "auto")
+"""Values of ``DecodeSettings.cache`` (and of the agents' ``decode_cache``)."""
 
 MASKED_LOGIT = -1e9
 """Logit given to ids that must never be sampled (pad, or EOS when suppressed). Finite on
@@ -77,16 +79,19 @@ def tempered_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def policy_logits(logits: torch.Tensor, temperature: float, vocab_size: int | None = None,
-                  banned_ids: Sequence[int] = ()) -> torch.Tensor:
+                  banned_ids: Sequence[int] | torch.Tensor = ()) -> torch.Tensor:
     """The logits of the distribution the policy samples from, (..., V_model) -> (..., V).
 
     float32, cut to the first ``vocab_size`` ids (None: keep all), divided by
-    ``temperature``, and :data:`MASKED_LOGIT` at ``banned_ids`` (the pad id). Sampling, the
-    rollout's log-probs and PPO's teacher-forced log-probs and entropies all use this.
+    ``temperature``, and :data:`MASKED_LOGIT` at ``banned_ids`` (the pad id; a list, or a
+    long tensor already on the logits' device). Sampling, the rollout's log-probs and PPO's
+    teacher-forced log-probs and entropies all use this.
     """
     if vocab_size is not None and logits.shape[-1] > vocab_size:
         logits = logits[..., :vocab_size]
     logits = tempered_logits(logits, temperature)
+    if isinstance(banned_ids, torch.Tensor):  # pre-built on the device (a CUDA-graph step)
+        return logits.index_fill(-1, banned_ids, MASKED_LOGIT) if banned_ids.numel() else logits
     if banned_ids:
         idx = torch.as_tensor(list(banned_ids), device=logits.device)
         logits = logits.index_fill(-1, idx, MASKED_LOGIT)
@@ -99,12 +104,16 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_k: int = 0,
     """One token per row from (B, V) :func:`policy_logits` (already tempered): argmax when
     ``temperature`` is 0, else a draw from softmax, among the ``top_k`` most likely (0: all).
 
+    The draw is the exponential race ``argmax(p / q)``, q ~ Exp(1) from ``generator`` — the
+    algorithm ``torch.multinomial(p, 1)`` runs, so it returns the same ids for the same
+    generator state, without multinomial's host-side validity checks (two syncs per token
+    on a GPU, and not allowed inside a CUDA graph).
+
     ``rows`` = (first, total) makes these B rows rows ``first .. first + B`` of a batch of
-    ``total`` (one rank's share of a distributed batch): the draw is the exponential race
-    ``argmax(p / q)`` — the algorithm ``torch.multinomial(p, 1)`` runs — with q ~ Exp(1)
-    drawn for all ``total`` rows and the share's rows kept, so every row gets the token it
-    would get in one process holding the whole batch (same generator state). It costs
-    ``total × V`` random numbers per token on every rank.
+    ``total`` (one rank's share of a distributed batch): q is drawn for all ``total`` rows and
+    the share's rows kept, so every row gets the token it would get in one process holding
+    the whole batch (same generator state). It costs ``total × V`` random numbers per token
+    on every rank.
     """
     if temperature <= 0.0:
         return logits.argmax(-1)
@@ -117,7 +126,8 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_k: int = 0,
         q = torch.empty((total, probs.shape[-1]), dtype=probs.dtype, device=probs.device)
         q = q.exponential_(1, generator=generator)[first:first + probs.shape[0]]
         return (probs / q).argmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    q = torch.empty_like(probs).exponential_(1, generator=generator)
+    return (probs / q).argmax(-1)
 
 
 @contextlib.contextmanager
@@ -161,9 +171,8 @@ def positions(mask: torch.Tensor) -> torch.Tensor:
 class DecodeSettings:
     """How the engine decodes (every field has the meaning named; none changes the model).
 
-    ``cache`` selects the decode-step implementation; ``"dynamic"`` (transformers' growing
-    KV cache, eager forwards) is the one implemented today and what the CPU uses. A static
-    pre-allocated cache with a CUDA-graph step is the planned GPU value.
+    ``cache`` and ``compile`` select the decode loop's implementation (the same tokens
+    either way); ``"auto"`` leaves the CPU on the eager dynamic-cache loop.
     """
 
     temperature: float = 1.0
@@ -177,20 +186,38 @@ class DecodeSettings:
     them with a teacher-forced pass)."""
     exit_check_every: int = 1
     """Ask "have all rows ended?" every this many tokens (a host sync on a GPU); rows that
-    ended only receive pad tokens meanwhile, so the result does not depend on it."""
-    cache: str = "dynamic"
-    """Decode-step implementation: ``"dynamic"``."""
+    ended only receive pad tokens meanwhile, so the result does not depend on it. The
+    static path asks every 16 tokens at least."""
+    cache: str = "auto"
+    """Decode-step implementation: ``"dynamic"`` (transformers' growing cache, eager
+    forwards: the CPU path), ``"static"`` (:mod:`rlseek.envs.text.static_decode`: a
+    pre-allocated cache, and on CUDA the step captured in a CUDA graph), or ``"auto"``
+    (static on CUDA, dynamic elsewhere)."""
+    compile: bool | str = "auto"
+    """Static path only: ``torch.compile`` the trunk's decode forward before capturing it
+    (True / False; ``"auto"``: on CUDA). A failed compilation falls back to the eager
+    forward (``StaticDecoder.compile_error`` says why)."""
     noise_rows: tuple[int, int] | None = None
     """(first, total): the decoded rows are rows ``first ..`` of a global batch of ``total``
     split across ranks; sampling then draws as for the whole batch (see :func:`sample_tokens`),
-    so the tokens do not depend on the world size."""
+    so the tokens do not depend on the world size. The dynamic-cache loop honours it; the
+    static (CUDA-graph) loop does not yet, so distributed GPU rollouts draw per rank."""
 
     def __post_init__(self) -> None:
         for name, low in (("temperature", 0), ("top_k", 0), ("exit_check_every", 1)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
-        if self.cache != "dynamic":
-            raise ValueError(f"cache must be 'dynamic', got {self.cache!r}")
+        if self.cache not in CACHE_CHOICES:
+            raise ValueError(f"cache must be one of {', '.join(map(repr, CACHE_CHOICES))}, got {self.cache!r}")
+        if self.compile not in (True, False, "auto"):
+            raise ValueError(f"compile must be true, false or 'auto', got {self.compile!r}")
+
+    def resolved(self, device: torch.device) -> tuple[str, bool]:
+        """(cache, compile) on ``device``: ``"auto"`` means static + compile on CUDA only."""
+        cuda = device.type == "cuda"
+        cache = ("static" if cuda else "dynamic") if self.cache == "auto" else self.cache
+        comp = cuda if self.compile == "auto" else bool(self.compile)
+        return cache, comp and cache == "static"
 
 
 @dataclass
@@ -272,6 +299,7 @@ class RolloutEngine:
         self.pad_token_id = None if pad_token_id is None else int(pad_token_id)
         self.eos_token_id = None if eos_token_id is None else int(eos_token_id)
         self.device = torch.device(device) if device is not None else next(lm.parameters()).device
+        self._static: dict[bool, Any] = {}
 
     @classmethod
     def for_env(cls, lm: nn.Module, env: Any, device: torch.device | str | None = None) -> RolloutEngine:
@@ -295,6 +323,15 @@ class RolloutEngine:
             banned.append(self.eos_token_id)
         return tuple(banned)
 
+    def static_decoder(self, compile: bool) -> Any:
+        """The engine's :class:`~rlseek.envs.text.static_decode.StaticDecoder` (one per
+        ``compile`` value, kept: it holds the caches and CUDA graphs)."""
+        if compile not in self._static:
+            from rlseek.envs.text.static_decode import StaticDecoder
+
+            self._static[compile] = StaticDecoder(self, graphs=self.device.type == "cuda", compile=compile)
+        return self._static[compile]
+
     def _step(self, ids: torch.Tensor, attn: torch.Tensor, pos: torch.Tensor,
               cache: Any) -> tuple[torch.Tensor, Any]:
         """One trunk forward (prefill when ``cache`` is None): float32 logits of the last
@@ -313,7 +350,13 @@ class RolloutEngine:
 
         ``generator`` (on the engine's device) makes sampling reproducible; None uses
         torch's global RNG. Returns a :class:`Generation` trimmed to the longest row.
+        ``settings.cache`` picks the loop: this one (dynamic) or the static-cache / CUDA-graph
+        one of :mod:`rlseek.envs.text.static_decode`; both give the same tokens.
         """
+        cache, comp = settings.resolved(self.device)
+        if cache == "static":
+            return self.static_decoder(comp).decode(prompt_ids, prompt_mask, max_new_tokens,
+                                                    settings, generator)
         t0 = time.perf_counter()
         dev = self.device
         ids = prompt_ids.to(dev, torch.long)

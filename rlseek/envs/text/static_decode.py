@@ -1,0 +1,277 @@
+"""The GPU decode path of :class:`~rlseek.envs.text.rollout.RolloutEngine`: a static cache and a
+CUDA-graph decode step (``DecodeSettings(cache="static")``).
+
+Same loop, same numbers as the engine's eager dynamic-cache decode — one prefill, then one
+single-token forward per new token, the token chosen by the same
+:func:`~rlseek.envs.text.rollout.policy_logits` and
+:func:`~rlseek.envs.text.rollout.sample_tokens` — but shaped for a GPU:
+
+* the KV cache is transformers' ``StaticCache``, pre-allocated per shape bucket
+  (:mod:`rlseek.envs.text.decode_state`), and the attention mask is a pre-built additive
+  4-D tensor, so a decode step allocates nothing and has fixed shapes;
+* on CUDA the whole step (forward, LM head, sampling, bookkeeping) is captured once per
+  bucket in a ``torch.cuda.CUDAGraph`` and replayed per token: no Python and no kernel
+  launches per token. The trunk's forward may first be compiled (``compile``; inductor
+  fuses the small kernels the graph then replays);
+* sampling never synchronises with the host (``sample_tokens`` is the exponential race
+  that ``torch.multinomial`` runs for one sample, without its host-side checks), and with a
+  ``torch.Generator`` the graph replays it reproducibly (the generator is registered with
+  the graph);
+* under bf16 autocast the trunk decodes from a bf16 copy of its weights (refreshed from the
+  float32 weights at every decode: autocast would otherwise re-cast every weight at every
+  token), while the LM head stays float32 and is padded to a multiple of
+  :data:`HEAD_MULTIPLE` rows (GPT-2's 50,257 → 50,304: cuBLAS picks a far faster kernel;
+  the padded logits are cut off before sampling);
+* "have all rows ended?" is asked every ``max(exit_check_every, 16)`` tokens.
+
+On the CPU the same code runs eagerly (no graph, no padding, no bf16 copy); the tests use
+that to check that it gives the dynamic path's tokens.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from rlseek.envs.text.decode_state import MAX_BUCKETS, DecodeState, bucket_shape
+from rlseek.envs.text.rollout import (
+    CACHE_KWARG,
+    Generation,
+    full_precision,
+    lm_trunk,
+    policy_logits,
+    positions,
+    sample_tokens,
+)
+
+if TYPE_CHECKING:
+    from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
+
+HEAD_MULTIPLE = 64
+"""Rows of the padded float32 LM head on the graph path."""
+MIN_EXIT_CHECK = 16
+"""Tokens between two "all ended?" host checks, at least."""
+WARMUP_STEPS = 3
+"""Eager steps run on a side stream before a capture (cuBLAS handles, compilation)."""
+
+
+class StaticDecoder:
+    """Static-cache decoding for one :class:`RolloutEngine` (see the module docstring).
+
+    Args:
+        engine: the engine whose LM, vocabulary, pad and EOS ids are used.
+        graphs: capture the decode step in CUDA graphs (CUDA only).
+        compile: ``torch.compile`` the trunk's single-token forward first.
+    """
+
+    def __init__(self, engine: RolloutEngine, *, graphs: bool, compile: bool) -> None:
+        self.engine = engine
+        self.graphs = graphs and engine.device.type == "cuda"
+        self.compile = compile
+        self.states: OrderedDict[tuple[int, ...], DecodeState] = OrderedDict()
+        self._copy: nn.Module | None = None
+        self._head: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._compiled: Any = None
+        self.compile_error: str | None = None
+
+    # -- weights ----------------------------------------------------------------------------
+    def _trunk(self, dtype: torch.dtype | None) -> nn.Module:
+        """The trunk to decode with: the LM's own, or (``dtype`` given) a copy in ``dtype``
+        whose weights are refreshed in place from the LM's (addresses stay for the graph)."""
+        trunk = lm_trunk(self.engine.lm)
+        if dtype is None:
+            return trunk
+        if self._copy is None or next(self._copy.parameters()).dtype != dtype:
+            self._copy = copy.deepcopy(trunk).to(dtype).requires_grad_(False)
+        with torch.no_grad():
+            src = list(trunk.parameters()) + list(trunk.buffers())
+            dst = list(self._copy.parameters()) + list(self._copy.buffers())
+            torch._foreach_copy_(dst, src)
+        return self._copy
+
+    def _head_weights(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The LM head's float32 weight padded to :data:`HEAD_MULTIPLE` rows (and bias), or
+        None when the head is not a plain linear layer (then it is called as it is)."""
+        head = self.engine.lm.get_output_embeddings()
+        weight, bias = getattr(head, "weight", None), getattr(head, "bias", None)
+        if not self.graphs or not isinstance(weight, torch.Tensor):
+            return None
+        rows = -(-weight.shape[0] // HEAD_MULTIPLE) * HEAD_MULTIPLE
+        if self._head is None or self._head[0].shape != (rows, weight.shape[1]):
+            w = torch.zeros((rows, weight.shape[1]), dtype=torch.float32, device=weight.device)
+            b = None if bias is None else torch.zeros(rows, dtype=torch.float32, device=weight.device)
+            self._head = (w, b)
+        w, b = self._head
+        with torch.no_grad():
+            w[: weight.shape[0]].copy_(weight)
+            if b is not None and bias is not None:
+                b[: bias.shape[0]].copy_(bias)
+        return self._head
+
+    def _logits(self, hidden: torch.Tensor, head: tuple[torch.Tensor, torch.Tensor | None] | None,
+                ) -> torch.Tensor:
+        """float32 logits of (B, H) hidden states, (B, V_model) (padding rows cut off)."""
+        from rlseek.envs.text.rollout import lm_head_float32
+
+        lm = self.engine.lm
+        if head is None:
+            return lm_head_float32(lm, hidden[:, None])[:, -1]
+        w, b = head
+        with full_precision(hidden.device):
+            logits = torch.nn.functional.linear(hidden.float(), w, b)
+            cap = getattr(getattr(lm, "config", None), "final_logit_softcapping", None)
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+        return logits[:, : lm.get_output_embeddings().weight.shape[0]]
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _forward(self, trunk: nn.Module, st: DecodeState, ids: torch.Tensor, mask: torch.Tensor,
+                 pos: torch.Tensor) -> torch.Tensor:
+        out = trunk(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                    **{CACHE_KWARG: st.cache})
+        return out.last_hidden_state[:, -1]
+
+    def _choose(self, st: DecodeState, logits: torch.Tensor, settings: DecodeSettings,
+                banned: torch.Tensor | None, generator: torch.Generator | None) -> None:
+        """Pick the next token from float32 logits and record it, all in place."""
+        eng = self.engine
+        fill = eng.pad_token_id if eng.pad_token_id is not None else 0
+        scores = policy_logits(logits, settings.temperature, eng.vocab_size,
+                               () if banned is None else banned)
+        action = sample_tokens(scores, settings.temperature, settings.top_k, generator)
+        live = ~st.done
+        action = torch.where(live, action, torch.full_like(action, fill))
+        st.tokens.index_copy_(1, st.step, action[:, None])
+        st.live_mask.index_copy_(1, st.step, live.long()[:, None])
+        if settings.record_logprobs:
+            lp = torch.log_softmax(scores, -1).gather(-1, action[:, None])
+            st.logprobs.index_copy_(1, st.step, lp * live[:, None])
+        if eng.eos_token_id is not None:
+            ended = live & (action == eng.eos_token_id)
+            st.eos |= ended
+            st.done |= ended
+        col = torch.zeros_like(live, dtype=st.mask.dtype).masked_fill_(~live, torch.finfo(st.mask.dtype).min)
+        st.mask.index_copy_(3, st.step + st.prompt_len, col[:, None, None, None])
+        st.tok.copy_(action[:, None])
+        st.live.copy_(live.long())
+        st.step.add_(1)
+
+    def _step(self, trunk: nn.Module, st: DecodeState, head: Any, settings: DecodeSettings,
+              banned: torch.Tensor | None, generator: torch.Generator | None) -> None:
+        """One token: forward the last chosen token, then choose the next one."""
+        fwd = self._compiled if self._compiled is not None else self._forward
+        hidden = fwd(trunk, st, st.tok, st.mask, st.pos)
+        st.pos.add_(st.live[:, None])
+        self._choose(st, self._logits(hidden, head), settings, banned, generator)
+
+    def _state(self, B: int, P: int, T: int, mask_dtype: torch.dtype) -> DecodeState:
+        key = (B, P, T)
+        st = self.states.get(key)
+        if st is None or st.mask.dtype != mask_dtype:
+            st = DecodeState.allocate(self.engine.lm.config, B, P, T, self.engine.device, mask_dtype)
+            self.states[key] = st
+            while len(self.states) > MAX_BUCKETS:
+                self.states.popitem(last=False)
+        self.states.move_to_end(key)
+        return st
+
+    def _prefill(self, trunk: nn.Module, st: DecodeState, ids: torch.Tensor, pmask: torch.Tensor,
+                 rows: int, head: Any) -> torch.Tensor:
+        fill = self.engine.pad_token_id if self.engine.pad_token_id is not None else 0
+        mask4 = st.reset(pmask, rows, fill)
+        full_ids = torch.full((st.batch, st.prompt_len), fill, dtype=torch.long, device=ids.device)
+        full_ids[:rows] = ids
+        pm = torch.zeros_like(full_ids)
+        pm[:rows] = pmask
+        hidden = self._forward(trunk, st, full_ids, mask4, positions(pm))
+        return self._logits(hidden, head)
+
+    def _capture(self, trunk: nn.Module, st: DecodeState, head: Any, settings: DecodeSettings,
+                 banned: torch.Tensor | None, generator: torch.Generator | None) -> None:
+        """Capture one decode step of ``st`` (warm-up steps first, on a side stream, with a
+        throw-away generator so ``generator``'s stream is not consumed)."""
+        if self.compile and self._compiled is None and self.compile_error is None:
+            self._compiled = torch.compile(self._forward, dynamic=False)
+        dummy = torch.Generator(device=self.engine.device).manual_seed(0)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(WARMUP_STEPS):
+                try:
+                    self._step(trunk, st, head, settings, banned, dummy)
+                except Exception as err:  # compile failed: decode eagerly inside the graph
+                    if self._compiled is None:
+                        raise
+                    self.compile_error = f"{type(err).__name__}: {err}"[:300]
+                    self._compiled = None
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        if generator is not None:
+            graph.register_generator_state(generator)
+        with torch.cuda.graph(graph):
+            self._step(trunk, st, head, settings, banned, generator)
+        st.graph = graph
+
+    @torch.no_grad()
+    def decode(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int,
+               settings: DecodeSettings, generator: torch.Generator | None = None) -> Generation:
+        """:meth:`RolloutEngine.decode` with a static cache (and CUDA graphs on CUDA)."""
+        t0 = time.perf_counter()
+        eng, dev = self.engine, self.engine.device
+        ids = prompt_ids.to(dev, torch.long)
+        pmask = prompt_mask.to(dev, torch.long)
+        rows, P0 = ids.shape
+        T = int(max_new_tokens)
+        B, P = bucket_shape(rows, P0, self.graphs)
+        if P > P0:  # left-pad to the bucket's columns
+            pad = P - P0
+            ids = torch.cat([torch.full((rows, pad), eng.pad_token_id or 0, dtype=torch.long, device=dev), ids], 1)
+            pmask = torch.cat([torch.zeros((rows, pad), dtype=torch.long, device=dev), pmask], 1)
+        autocast_on = torch.is_autocast_enabled(dev.type)
+        amp = torch.get_autocast_dtype(dev.type) if autocast_on else None
+        copy_dtype = amp if (self.graphs and amp is not None) else None
+        trunk = self._trunk(copy_dtype)
+        compute = copy_dtype or amp or next(trunk.parameters()).dtype
+        head = self._head_weights()
+        banned_list = eng.banned_ids(settings)
+        banned = torch.as_tensor(banned_list, dtype=torch.long, device=dev) if banned_list else None
+        st = self._state(B, P, T, compute)
+        ctx = full_precision(dev) if copy_dtype is not None else _nullcontext()
+        with ctx:
+            key = (settings.temperature, settings.top_k, settings.record_logprobs, banned_list,
+                   id(generator), id(trunk))
+            if self.graphs and (st.graph is None or st.graph_key != key):
+                self._prefill(trunk, st, ids, pmask, rows, head)
+                self._capture(trunk, st, head, settings, banned, generator)
+                st.graph_key = key
+            logits = self._prefill(trunk, st, ids, pmask, rows, head)
+            self._choose(st, logits, settings, banned, generator)
+            every = max(settings.exit_check_every, MIN_EXIT_CHECK) if self.graphs else settings.exit_check_every
+            steps = 1
+            while steps < T:
+                if steps % every == 0 and bool(st.done[:rows].all()):
+                    break
+                if st.graph is not None and self.graphs:
+                    st.graph.replay()
+                else:
+                    self._step(trunk, st, head, settings, banned, generator)
+                steps += 1
+        live_mask = st.live_mask[:rows, :steps]
+        width = max(int(live_mask.sum(1).max()), 1) if rows else 1
+        return Generation(tokens=st.tokens[:rows, :width].clone(), mask=live_mask[:, :width].clone(),
+                          eos=st.eos[:rows].clone(),
+                          logprobs=st.logprobs[:rows, :width].clone() if settings.record_logprobs else None,
+                          seconds=time.perf_counter() - t0)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

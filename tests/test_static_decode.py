@@ -1,0 +1,98 @@
+"""The static-cache decode path gives the eager dynamic-cache decode's tokens (tiny LM, CPU),
+and on CUDA its CUDA-graph replay gives the eager static step's tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rlseek.envs.text import heldout_prompts
+from rlseek.envs.text.decode_state import bucket_shape
+from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine, sample_tokens
+from rlseek.models.loader import load_causal_lm
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+
+
+@pytest.fixture(scope="module")
+def lm_tok():  # type: ignore[no-untyped-def]
+    return load_causal_lm("rlseek/tiny-lm")
+
+
+def _prompts(tok, n: int = 7):  # type: ignore[no-untyped-def]
+    held = heldout_prompts("rlseek/Reviews-v0", n=n, seed=4)
+    return tok(held["prompts"], return_tensors="pt", padding=True)
+
+
+def _decode(engine: RolloutEngine, enc, cache: str, temperature: float, seed: int | None = None,  # type: ignore[no-untyped-def]
+            **kw):
+    g = None if seed is None else torch.Generator(device=engine.device).manual_seed(seed)
+    return engine.decode(enc["input_ids"], enc["attention_mask"], 16,
+                         DecodeSettings(temperature=temperature, cache=cache, compile=False, **kw), g)
+
+
+def test_sampler_is_torch_multinomial() -> None:
+    p = torch.softmax(torch.randn(32, 500), -1)
+    want = torch.multinomial(p, 1, generator=torch.Generator().manual_seed(3)).squeeze(-1)
+    got = sample_tokens(p.log(), 1.0, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0, 0.7])
+def test_static_cache_gives_the_dynamic_decode_tokens(lm_tok, temperature: float) -> None:  # type: ignore[no-untyped-def]
+    lm, tok = lm_tok
+    enc = _prompts(tok)
+    engine = RolloutEngine.for_tokenizer(lm, tok)
+    dyn = _decode(engine, enc, "dynamic", temperature, seed=11, record_logprobs=True)
+    sta = _decode(engine, enc, "static", temperature, seed=11, record_logprobs=True)
+    assert torch.equal(sta.tokens, dyn.tokens) and torch.equal(sta.mask, dyn.mask)
+    assert torch.equal(sta.eos, dyn.eos)
+    torch.testing.assert_close(sta.logprobs, dyn.logprobs, atol=1e-4, rtol=1e-4)
+    # a second decode reuses the bucket's buffers and gives the same result
+    again = _decode(engine, enc, "static", temperature, seed=11, record_logprobs=True)
+    assert torch.equal(again.tokens, sta.tokens)
+    other = _decode(engine, enc, "static", temperature, seed=12)
+    if temperature > 0:
+        assert not torch.equal(other.tokens, sta.tokens)
+
+
+def test_static_decode_ends_rows_at_eos_and_pads_after(lm_tok) -> None:  # type: ignore[no-untyped-def]
+    lm, tok = lm_tok
+    enc = _prompts(tok, 5)
+    engine = RolloutEngine.for_tokenizer(lm, tok)
+    out = _decode(engine, enc, "static", 1.0, seed=0)
+    for row, mask, eos in zip(out.tokens.tolist(), out.mask.tolist(), out.eos.tolist()):
+        n = sum(mask)
+        assert mask == [1] * n + [0] * (len(mask) - n)
+        assert all(t == tok.pad_token_id for t in row[n:])
+        assert eos == (row[n - 1] == tok.eos_token_id)
+    long = _decode(engine, enc, "static", 1.0, seed=0, suppress_eos=True)
+    assert long.mask.all() and not (long.tokens == tok.eos_token_id).any()
+
+
+def test_settings_refuse_unknown_values_and_resolve_auto() -> None:
+    with pytest.raises(ValueError, match="cache must be one of"):
+        DecodeSettings(cache="paged")
+    with pytest.raises(ValueError, match="compile must be true, false or 'auto'"):
+        DecodeSettings(compile="yes")
+    assert DecodeSettings().resolved(torch.device("cpu")) == ("dynamic", False)
+    assert DecodeSettings().resolved(torch.device("cuda")) == ("static", True)
+    assert DecodeSettings(cache="dynamic").resolved(torch.device("cuda")) == ("dynamic", False)
+    assert bucket_shape(61, 40, True) == (64, 64) and bucket_shape(61, 40, False) == (61, 40)
+
+
+@cuda
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_cuda_graph_replay_gives_the_eager_tokens(lm_tok, temperature: float) -> None:  # type: ignore[no-untyped-def]
+    lm, tok = lm_tok
+    lm = lm.to("cuda")
+    enc = _prompts(tok, 13)
+    graph = RolloutEngine.for_tokenizer(lm, tok)
+    eager = RolloutEngine.for_tokenizer(lm, tok)
+    dyn = _decode(eager, enc, "dynamic", temperature, seed=5)
+    outs = [_decode(graph, enc, "static", temperature, seed=5) for _ in range(2)]
+    assert graph.static_decoder(False).states and all(
+        s.graph is not None for s in graph.static_decoder(False).states.values())
+    assert torch.equal(outs[0].tokens, outs[1].tokens)
+    # float32 on the tiny LM: the graph decode equals the eager dynamic one token for token
+    assert torch.equal(outs[0].tokens, dyn.tokens) and torch.equal(outs[0].mask, dyn.mask)
