@@ -176,10 +176,12 @@ def test_reward_model_batch_not_divisible(tmp_path: Path, capsys, torchrun_env) 
 
 # -- slow: a killed rank, then --resume -------------------------------------------------------
 @pytest.mark.slow
-def test_sigkill_rank_1_then_resume_with_any_world_size(tmp_path: Path) -> None:
-    """Rank 1 is SIGKILLed once the first checkpoint exists; the run then resumes — in one
-    process, which the checkpoint allows as well as two — and ends with the weights of an
-    uninterrupted 2-process run."""
+def test_sigkill_rank_1_then_resume(tmp_path: Path) -> None:
+    """Rank 1 is SIGKILLed once the first checkpoint exists; ``--resume`` under torchrun ends
+    with the weights of an uninterrupted 2-process run, and the same checkpoint also resumes
+    in one process (checkpoints do not depend on the world size)."""
+    import shutil
+
     import psutil
 
     run = {"total_steps": 48, "checkpoint_every": 8, "keep_checkpoints": 10}
@@ -202,7 +204,51 @@ def test_sigkill_rank_1_then_resume_with_any_world_size(tmp_path: Path) -> None:
     assert meta["status"] == "running" and not (killed / "final").exists()
     last = max(int(json.loads(p.read_text())["step"]) for p in killed.glob("checkpoints/step_*/state.json"))
     assert 8 <= last < 48
-    assert main(["train", "--resume", "--out", str(killed)]) == 0
+    alone = tmp_path / "alone"
+    shutil.copytree(killed, alone)
+
+    run_torchrun(["train", "--resume", "--out", str(killed)], cwd=tmp_path)
     summary = json.loads((killed / "summary.json").read_text())
     assert summary["resumed_from_step"] == last and summary["completions"] == 48
     assert max_diff(full / "final", killed / "final", "model.safetensors") < TOL
+    assert json.loads((killed / "meta.json").read_text())["world_sizes"] == [2, 2]
+
+    # The same checkpoint in a world of one: it continues and finishes. (Its weights are not
+    # compared: over several iterations a last-bit difference between the two layouts can
+    # flip one sampled token, after which the runs differ.)
+    assert main(["train", "--resume", "--out", str(alone)]) == 0
+    summary = json.loads((alone / "summary.json").read_text())
+    assert summary["resumed_from_step"] == last and summary["completions"] == 48
+    assert json.loads((alone / "meta.json").read_text())["world_sizes"] == [2, 1]
+
+
+@pytest.mark.slow
+def test_lm_grpo_two_processes_equal_one(tmp_path: Path) -> None:
+    """lm-grpo shares the text trainer's distribution: groups stay on one rank, two
+    iterations of 2 processes reach the 1-process weights."""
+    config = write_config(tmp_path, {"total_steps": 32, "n_envs": 16, "checkpoint_every": 16},
+                          agent={"algo": "lm-grpo", "params": {"group_size": 4, "learning_rate": 1e-3,
+                                                               "kl_coef": 0.05, "ppo_epochs": 2,
+                                                               "num_minibatches": 2}})
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["train", str(config), "--out", str(one)]) == 0
+    run_torchrun(["train", str(config), "--out", str(two)], cwd=tmp_path)
+    assert max_diff(one / "final", two / "final", "model.safetensors") < TOL
+    assert not (two / "final" / "value_head.safetensors").exists()
+
+
+def test_groups_must_not_straddle_ranks(tmp_path: Path, capsys, torchrun_env) -> None:
+    torchrun_env(0)
+    config = write_config(tmp_path, {"n_envs": 12},
+                          agent={"algo": "lm-grpo", "params": {"group_size": 4}})
+    one_line_error(capsys, main(["train", str(config), "--out", str(tmp_path / "r")]),
+                   "agent.params.group_size (4)", "multiple of 8")
+
+
+def test_one_process_refuses_what_torchrun_would(tmp_path: Path, capsys) -> None:
+    """``run.distributed`` in a plain one-process run is checked the same way."""
+    for run, needle in (({"distributed": {"strategy": "fsdp"}}, "'fsdp'"),
+                        ({"distributed": {"backend": "nccl"}}, "nccl")):
+        one_line_error(capsys, main(["train", str(write_config(tmp_path, run)), "--out", str(tmp_path / "r")]),
+                       needle)
+        assert not (tmp_path / "r").exists()

@@ -29,14 +29,15 @@ def start_world(config: ExperimentConfig, strategies: Sequence[str], algo: str) 
     """Join torchrun's group for ``config`` (a world of one without torchrun).
 
     Refuses, with a :class:`ConfigError`: an agent without distributed support
-    (``strategies`` empty), a strategy the agent or device does not support, a world size that
-    does not divide ``run.n_envs`` (the global batch).
+    (``strategies`` empty), a strategy the agent does not support (these two also without
+    torchrun when ``run.distributed`` is set), a backend the device cannot run, a world size
+    that does not divide ``run.n_envs`` (the global batch) or would split a GRPO group.
     """
-    if not W.launched_by_torchrun():
+    launched = W.launched_by_torchrun()
+    if not launched and config.run.distributed is None:
         return W.current()
     from rlseek.runtime import resolve_device
 
-    size = int(os.environ["WORLD_SIZE"])
     opts = settings(config)
     if not strategies:
         raise ConfigError(f"agent '{algo}' trains in one process only; launch it without torchrun "
@@ -44,13 +45,23 @@ def start_world(config: ExperimentConfig, strategies: Sequence[str], algo: str) 
     if opts["strategy"] not in strategies:
         raise ConfigError(f"field 'run.distributed.strategy' is {opts['strategy']!r}, which agent '{algo}' "
                           f"does not support; use {' or '.join(repr(s) for s in strategies)}")
+    device = resolve_device(config.run.device, check=True)
+    W.resolve_backend(opts["backend"], device)
+    if not launched:  # one process with run.distributed set: a world of one
+        return W.current()
+    size = int(os.environ["WORLD_SIZE"])
     if getattr(config.run, "tasks", None) is not None or getattr(config.run, "stages", None):
         raise ConfigError("fields 'run.tasks' and 'run.stages' are for one-process runs; launch "
                           "continual or staged runs without torchrun")
     if config.run.n_envs % size:
         raise ConfigError(f"field 'run.n_envs' (the global batch) is {config.run.n_envs}, which world size "
                           f"{size} does not divide; use a multiple of {size} (each rank takes n_envs / world size)")
-    device = resolve_device(config.run.device, check=True)
+    group = config.agent.params.get("group_size")
+    if isinstance(group, int) and group > 0 and (config.run.n_envs // size) % group:
+        raise ConfigError(f"field 'run.n_envs' is {config.run.n_envs}: each of {size} ranks would hold "
+                          f"{config.run.n_envs // size} rows, not a multiple of agent.params.group_size "
+                          f"({group}); a group's completions must stay on one rank, so use a multiple "
+                          f"of {size * group}")
     return W.init_world(opts["backend"], device, opts["timeout_s"])
 
 
@@ -84,9 +95,10 @@ def open_run(run: Run, collective: bool = False) -> Run:
 
 def record_world(run: Run, strategy: str) -> None:
     """meta.json: ``world_size`` of this session, ``world_sizes`` over all sessions (resumes may
-    change it) and the strategy. Rank 0 writes; no-op for a one-process run without torchrun."""
+    change it) and the strategy. Rank 0 writes; no-op for a one-process run without torchrun
+    and without ``run.distributed``."""
     world = W.current()
-    if not world.distributed:
+    if not world.distributed and run.config.run.distributed is None:
         return
     if world.is_main:
         sizes = list(run.meta.get("world_sizes") or [])

@@ -168,8 +168,11 @@ class LmAgent(Agent):
         policy.to(device)
         iterations = math.ceil(rc.total_steps / rc.n_envs)
         engine = RolloutEngine.for_env(policy.lm, env, device)
-        decode = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k,
-                                noise_rows=(shard.first, rc.n_envs) if shard.split else None)
+        decode = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k)
+        if shard.split and decode.resolved(device)[0] == "static":
+            shard.per_rank_noise = True  # the CUDA-graph loop draws for its own rows only
+        elif shard.split:
+            decode = dataclasses.replace(decode, noise_rows=(shard.first, rc.n_envs))
         trainer = self._make_trainer(policy, reference, cfg, device, vocab_size=engine.vocab_size,
                                      banned_ids=engine.banned_ids(decode), total_iterations=iterations)
         trainer.shard = shard

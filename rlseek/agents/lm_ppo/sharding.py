@@ -28,7 +28,14 @@ import numpy as np
 import torch
 
 from rlseek.agents.lm_ppo import core
-from rlseek.distributed import World, all_gather_rows, all_reduce_sum, current, mean_scalars
+from rlseek.distributed import (
+    World,
+    all_gather_rows,
+    all_reduce_sum,
+    current,
+    mean_scalars,
+    rank_seed,
+)
 
 TIMING_KEYS = ("charts/time_rollout", "charts/time_train", "charts/time_env",
                "charts/rollout_tokens_per_second", "charts/train_tokens_per_second")
@@ -63,10 +70,16 @@ class BatchShard:
         return self.world.rank * self.rows
 
     # -- rollouts -------------------------------------------------------------------------------
+    per_rank_noise: bool = False
+    """The decode loop cannot draw for the global batch (the static CUDA-graph loop): each
+    rank then seeds its own stream from (seed, iteration, rank), so ranks sample independently
+    but the tokens depend on the world size."""
+
     def sample_seed(self, seed: int, iteration: int) -> int:
         """Seed of the token-sampling generator at ``iteration`` (iteration 0: ``seed``, the
         one-process run's first seed)."""
-        return int(seed) + 1_000_003 * int(iteration)
+        base = int(seed) + 1_000_003 * int(iteration)
+        return rank_seed(base, self.world.rank) if self.per_rank_noise else base
 
     def rollout_options(self, env: Any, seed: int, options: dict[str, Any] | None) -> dict[str, Any] | None:
         """Reset options giving this rank its rows of the global batch's prompts, sampled as a
