@@ -253,9 +253,14 @@ def test_text_replay_swaps_the_fraction_of_prompt_groups(tmp_path: Path) -> None
         swapped = [i for i, p in enumerate(opts["prompts"]) if p.endswith("+0=")]
         assert len(swapped) == 2 and swapped[1] == swapped[0] + 1 and swapped[0] % 2 == 0
         env.reset(options=opts)  # the env accepts the mixed prompts
+        opts = hooks.mix({"group_size": 2}, env, iteration=2)  # lm-grpo's groups: 1 of 4 swapped
+        rows = [p.endswith("+0=") for p in opts["prompts"]]
+        assert sum(rows) == 2 and rows.index(True) % 2 == 0 and rows[rows.index(True) + 1]
+        assert all(opts["prompts"][i] == opts["prompts"][i + 1] for i in range(0, 8, 2))
+        env.reset(options=opts)
     finally:
         env.close()
-    assert hooks.replayed == 4 and hooks.rows == 16
+    assert hooks.replayed == 6 and hooks.rows == 24
 
 
 def test_text_hooks_refuse_ewc_with_lora_and_replay_across_envs(tmp_path: Path) -> None:
@@ -266,16 +271,19 @@ def test_text_hooks_refuse_ewc_with_lora_and_replay_across_envs(tmp_path: Path) 
         _text_hooks(tmp_path / "b", tasks=tasks, ewc=None)
 
 
-def test_lm_ppo_sequence_starts_each_task_from_the_last_and_applies_ewc(tmp_path: Path) -> None:
+@pytest.mark.parametrize("algo", ["lm-ppo", "lm-grpo"])
+def test_text_sequence_starts_each_task_from_the_last_and_applies_ewc(algo: str, tmp_path: Path) -> None:
     import rlseek
 
-    run = rlseek.train(TEXT, out=tmp_path / "run")
+    params = {**TEXT["agent"]["params"], **({"group_size": 2} if algo == "lm-grpo" else {})}
+    run = rlseek.train({**TEXT, "agent": {"algo": algo, "params": params}}, out=tmp_path / "run")
     s = run.summary
     assert s["tasks"] == ["arithmetic-level0", "arithmetic-level1"] and len(s["accuracy_matrix"]) == 2
     second = yaml.safe_load((run.path / "tasks" / "01-arithmetic-level1" / "config.yaml").read_text())
     assert second["agent"]["params"]["model"] == str((run.path / "tasks" / "00-arithmetic-level0" / "final").resolve())
     late = s["task_summaries"]["arithmetic-level1"]["continual"]
-    assert late["replayed_rows"] == 2 * 2 and late["rollout_rows"] == 16  # 2 iterations x 8 rows x 0.25
+    # 2 iterations x 8 rows x 0.25 (lm-grpo: one of 4 groups of 2 rows per iteration)
+    assert late["replayed_rows"] == 2 * 2 and late["rollout_rows"] == 16
     assert late["replay_kept"] == {"0": 16, "1": 16}
     assert "fisher_mean" in s["task_summaries"]["arithmetic-level0"]["continual"]
     assert late["ewc_penalty"] > 0 and s["task_summaries"]["arithmetic-level0"]["continual"]["ewc_penalty"] is None

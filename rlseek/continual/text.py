@@ -67,7 +67,11 @@ class TextContinual:
             return options
         rng = np.random.default_rng([self.ctx.seed, self.ctx.index, iteration, 17])
         if options is None or "prompts" not in options:
-            prompts, answers = env.core.sample(rng, n)
+            # What the env's reset would sample: one prompt per row, or per group of G rows.
+            group = int((options or {}).get("group_size") or 1)
+            distinct, keys = env.core.sample(rng, n // group)
+            prompts = [p for p in distinct for _ in range(group)]
+            answers = [k for k in keys for _ in range(group)]
         else:
             prompts = list(options["prompts"])
             answers = list(options.get("answers") or [None] * n)
