@@ -85,6 +85,7 @@ class LmAgent(Agent):
     env_kind = "text"
     distributed_strategies = ("ddp",)
     params: LmPolicyConfig
+    supports_continual = True
 
     # -- the algorithm's hooks -----------------------------------------------------------------
     def _build_policy(self, lm: Any, cfg: Any) -> tuple[Any, Any]:
@@ -175,6 +176,12 @@ class LmAgent(Agent):
             decode = dataclasses.replace(decode, noise_rows=(shard.first, rc.n_envs))
         trainer = self._make_trainer(policy, reference, cfg, device, vocab_size=engine.vocab_size,
                                      banned_ids=engine.banned_ids(decode), total_iterations=iterations)
+        hooks = None
+        if self.continual is not None:  # one task of a sequence: see rlseek.continual.text
+            from rlseek.continual.text import TextContinual
+
+            hooks = TextContinual(self.continual, lora=bool(cfg.lora))
+            trainer.extra_loss = hooks.extra_loss(policy)
         trainer.shard = shard
         torch.manual_seed(rank_seed(rc.seed, world.rank))  # per-rank stream from here on
         sample_gen = torch.Generator(device=device).manual_seed(rc.seed)
@@ -200,8 +207,10 @@ class LmAgent(Agent):
                 if shard.reseed:  # ranks stop decoding at different lengths: re-seed per iteration
                     sample_gen.manual_seed(shard.sample_seed(rc.seed, it))
                 with autocast(device, cfg.dtype):
-                    ro = engine.rollout(env, decode, generator=sample_gen, seed=seed,
-                                        options=shard.rollout_options(env, seed, self._rollout_options(it)))
+                    options = shard.rollout_options(env, seed, self._rollout_options(it))
+                    if hooks is not None:
+                        options = hooks.mix(options, env, it)
+                    ro = engine.rollout(env, decode, generator=sample_gen, seed=seed, options=options)
                 t1 = time.perf_counter()
                 stats = trainer.step(ro)
                 t2 = time.perf_counter()
@@ -230,8 +239,10 @@ class LmAgent(Agent):
             env.close()
         wall = loop.elapsed_s()
         final_eval: dict[str, Any] = {}
+        continual = None
         if world.is_main:
             self._save_final(run, policy, env.tokenizer)
+            continual = hooks.finish(self, policy, trainer, device) if hooks is not None else None
             final_eval = self.evaluate(run)
         barrier()
         loop.log_eval(final_eval, iterations * rc.n_envs, _EVAL_KEYS)
@@ -241,6 +252,8 @@ class LmAgent(Agent):
         mixture = getattr(env.core, "mixture", None)
         if mixture is not None:  # realised vs requested shares and reward terms per source
             figures["prompt_sources"] = mixture.report()
+        if continual is not None:
+            figures["continual"] = continual
         summary = loop.summary(algo=self.algo, steps=iterations * rc.n_envs, eval=final_eval,
                                resumed_from=start * rc.n_envs if resume else None, wall_time_s=wall,
                                **figures)

@@ -20,6 +20,7 @@ advantages), per minibatch :meth:`LmTrainer.accumulate` → :meth:`LmTrainer.mic
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -104,6 +105,9 @@ class LmTrainer:
         self.shard = BatchShard(0, World())
         """This rank's rows of the global batch (set by the agent under torchrun; alone, the
         whole batch): see :mod:`rlseek.agents.lm_ppo.sharding`."""
+        self.extra_loss: Callable[[], torch.Tensor] | None = None
+        """A loss term added to every micro-batch's loss (weighted by its share, so once per
+        minibatch), logged as ``losses/extra``: continual learning's EWC penalty."""
 
     @property
     def has_reference(self) -> bool:
@@ -201,6 +205,10 @@ class LmTrainer:
             mb = trim({k: v[micro] for k, v in batch.items()})
             share = self.loss_units(mb["mask"]) / total * (0.0 if empty else 1.0)
             loss, micro_parts = self.micro_loss(mb)
+            if self.extra_loss is not None:
+                extra = self.extra_loss()
+                loss = loss + extra
+                micro_parts = {**micro_parts, "losses/extra": extra}
             (loss * share).backward()
             for key, val in micro_parts.items():
                 parts[key] = parts.get(key, 0.0) + val.detach() * share
