@@ -140,3 +140,15 @@ def test_lm_ppo_curriculum_stage_needs_levels(tmp_path: Path, capsys: pytest.Cap
     err = capsys.readouterr().err.strip()
     assert "run.stages[0].curriculum needs an env with difficulty levels" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_lm_grpo_stage_batches_must_hold_whole_groups(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = {"env": {"id": "rlseek/Arithmetic-v0"},
+           "agent": {"algo": "lm-grpo", "params": {"group_size": 4}},
+           "run": {"total_steps": 14, "n_envs": 8, "tracking": False,
+                   "stages": [{"steps": 8, "batch_size": 8}, {"steps": 6, "batch_size": 6}]}}
+    assert main(["train", str(write(tmp_path, cfg)), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'run.stages[1].batch_size' must be a multiple of agent.params.group_size (4), got 6" in err
