@@ -138,7 +138,7 @@ def test_lm_ppo_curriculum_stage_needs_levels(tmp_path: Path, capsys: pytest.Cap
                    "stages": [{"steps": 4, "batch_size": 4, "curriculum": True}]}}
     assert main(["train", str(write(tmp_path, cfg)), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "run.stages[0].curriculum needs an env with difficulty levels" in err
+    assert "run.stages[0].curriculum needs an env with difficulty levels below" in err
     assert not (tmp_path / "run").exists()
 
 

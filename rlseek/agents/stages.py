@@ -14,8 +14,9 @@ meaningful:
 ``curriculum: true`` makes a stage start at the env's easiest level (0) and promote one level
 at a time by :class:`CurriculumRule`: once the last ``window`` finished episodes (default 50)
 have a success rate of at least ``threshold`` (default 0.8), the level rises and the window
-is cleared — the rule of :class:`rlseek.envs.wrappers.CurriculumWrapper`. A stage without
-curriculum plays the env at the level its config sets. The stage in force is a function of
+is cleared — the rule of :class:`rlseek.envs.wrappers.CurriculumWrapper` — up to the level the
+config sets (``env.kwargs.level``, else the env's default: the native task for the robots,
+level 1 for Arithmetic), never past it. A stage without curriculum plays the configured level. The stage in force is a function of
 the step count alone, so a resumed run picks up in the right stage (a curriculum stage
 restarts its level at 0 on resume, noted in the summary as a promotion history restart).
 """
@@ -187,10 +188,12 @@ class TextStages:
         if self.env.num_envs != rows:
             self.env.resize(rows)
         if stage.curriculum:
-            if int(getattr(self.env, "num_levels", 1)) < 2:
+            if int(getattr(self.env, "num_levels", 1)) < 2 or self.base_level == 0:
                 raise ConfigError(f"run.stages[{i}].curriculum needs an env with difficulty "
-                                  f"levels (rlseek/Arithmetic-v0); {self.env.env_id} has one")
-            self.rule = CurriculumRule(self.env.num_levels, stage.threshold, stage.window)
+                                  f"levels below the configured one (rlseek/Arithmetic-v0 at "
+                                  f"level >= 1); {self.env.env_id} at level {self.base_level} "
+                                  "has none")
+            self.rule = CurriculumRule(self.base_level + 1, stage.threshold, stage.window)
             self.env.set_level(0)
         else:
             self.rule = None
