@@ -161,7 +161,8 @@ class LmAgent(Agent):
         policy.to(device)
         iterations = math.ceil(rc.total_steps / rc.n_envs)
         engine = RolloutEngine.for_env(policy.lm, env, device)
-        decode = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k)
+        decode = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k,
+                                cache=cfg.decode_cache, compile=cfg.compile)
         trainer = self._make_trainer(policy, reference, cfg, device, vocab_size=engine.vocab_size,
                                      banned_ids=engine.banned_ids(decode), total_iterations=iterations)
         sample_gen = torch.Generator(device=device).manual_seed(rc.seed)
