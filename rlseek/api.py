@@ -80,9 +80,11 @@ def train(
         run = Run.open(out)
         if run.is_finished:
             raise RlseekError(f"{out} is already finished; nothing to resume")
-        if run.latest_checkpoint() is None:
+        if run.latest_checkpoint() is None and run.config.run.tasks is None:
             raise RlseekError(f"{out} has no complete checkpoint to resume from; start a new run instead")
         import_reward_modules(merge_imports(run.config.imports, imports))
+        if run.config.run.tasks is not None:
+            return _train_sequence(run, resume=True, progress=progress, command=command)
         agent = get_agent_class(run.config.agent.algo)(run.config)
         run.append_command(command)
         with TrackedRun(run, kind="train") as session:
@@ -97,6 +99,16 @@ def train(
         agent_cls = get_agent_class(cfg.agent.algo)
         if agent_cls.env_kind != "offline":
             check_env_id(cfg.env.id)
+        if cfg.run.tasks is not None:
+            from rlseek.continual.runner import check_supported, spec_of, task_config
+
+            check_supported(agent_cls, cfg)
+            for task in spec_of(cfg).tasks:  # every task's env and params checked up front
+                check_env_id(task.env["id"])
+                first = task_config(cfg, task)
+                agent_cls.config_class.from_params(first.agent.params).create(first).resolve_config(first)
+            run = Run.create(Path(out) if out else _default_out(cfg), cfg, command)
+            return _train_sequence(run, resume=False, progress=progress, command=command)
         # The typed agent.params, parsed once (d3rlpy-style), then the agent built from them.
         agent = agent_cls.config_class.from_params(cfg.agent.params).create(cfg)
         cfg = agent.resolve_config(cfg)
@@ -113,6 +125,26 @@ def train(
                     shutil.rmtree(run.path, ignore_errors=True)
                 raise
             session.finish(summary)
+    return TrainedRun(run.path, summary)
+
+
+def _train_sequence(run: Any, *, resume: bool, progress: bool, command: list[str] | None) -> TrainedRun:
+    """A continual run (``run.tasks``): see :mod:`rlseek.continual.runner`."""
+    from rlseek.continual.runner import train_sequence
+    from rlseek.tracking import TrackedRun
+
+    if resume:
+        run.append_command(command)
+    with TrackedRun(run, kind="train") as session:
+        try:
+            summary = train_sequence(run, resume=resume, progress=progress, command=command)
+        except RlseekError:
+            if not resume and not (run.path / "continual.json").is_file() and not any(
+                    (run.path / "tasks").glob("*/checkpoints/*")):
+                run.tracker.discard()
+                shutil.rmtree(run.path, ignore_errors=True)
+            raise
+        session.finish(summary)
     return TrainedRun(run.path, summary)
 
 

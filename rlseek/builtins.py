@@ -37,6 +37,7 @@ def register_builtins() -> None:
 
 def load_agents() -> None:
     """Import the built-in agents (each module registers its algos)."""
+    import rlseek.agents.lm_grpo
     import rlseek.agents.lm_ppo
     import rlseek.agents.sb3
     import rlseek.offline.agent  # noqa: F401  (bcq, bc: above the agents, with the datasets)

@@ -68,11 +68,21 @@ class RunSection:
     eval_episodes: int = 10
     checkpoint_every: int = 10_000
     keep_checkpoints: int = 3
+    stages: Any = field(default_factory=list)
+    """Staged batch sizes, ``[{steps, batch_size, curriculum}, ...]`` (steps adding up to
+    ``total_steps``); empty: one stage. See :mod:`rlseek.agents.stages`."""
     tracking: bool = True
     """Record the run in MLflow (params, metrics, fingerprints); ``false`` switches it off."""
     tracking_uri: str = ""
     """MLflow tracking URI; empty: ``MLFLOW_TRACKING_URI``, else the embedded sqlite store
     ``runs/mlflow.db`` (see :mod:`rlseek.tracking.settings`)."""
+    tasks: Any = None
+    """Continual learning: a list of tasks ``{env: ..., total_steps: ..., name: ...}`` trained
+    in order (see :mod:`rlseek.continual.spec`); None = one task, the ``env`` section."""
+    replay: Any = None
+    """With ``tasks``: ``{fraction, capacity}`` of past-task samples mixed into each update."""
+    ewc: Any = None
+    """With ``tasks``: ``{lambda, fisher_samples}`` of elastic weight consolidation."""
 
 
 @dataclass
@@ -231,6 +241,14 @@ def config_from_dict(data: Any, source: str = "<dict>") -> ExperimentConfig:
             raise ConfigError(f"{source}: field 'run.{name}' must be >= 1, got {getattr(run, name)}")
     if run.vec_env not in ("dummy", "subproc"):
         raise ConfigError(f"{source}: field 'run.vec_env' must be 'dummy' or 'subproc', got {run.vec_env!r}")
+    from rlseek.agents.stages import parse_stages
+    from rlseek.continual.spec import parse_continual
+
+    run.stages = [s.to_dict() for s in parse_stages(run.stages, run.total_steps, source)]
+    if run.stages and getattr(run, "tasks", None):
+        raise ConfigError(f"{source}: run.stages and run.tasks cannot be combined; stage one "
+                          "task's batch size in a run of its own")
+    parse_continual(run, dataclasses.asdict(env), source)
     return ExperimentConfig(env=env, agent=agent, run=run, imports=list(imports), source=source)
 
 

@@ -90,10 +90,16 @@ class Agent(ABC):
     """Which kind of env the agent trains on: "robot", "text" or "offline"."""
     config_class: ClassVar[type[AgentConfig]] = RawParams
     """The typed ``agent.params``; :func:`register_agent` binds it to the agent class."""
+    supports_continual: ClassVar[bool] = False
+    """Whether ``run.tasks`` (continual learning, :mod:`rlseek.continual`) works with this algo."""
 
-    def __init__(self, config: ExperimentConfig, params: AgentConfig | None = None) -> None:
+    def __init__(self, config: ExperimentConfig, params: AgentConfig | None = None,
+                 continual: Any = None) -> None:
         self.config = config
         self.params = params if params is not None else self.config_class.from_params(config.agent.params)
+        self.continual = continual
+        """A :class:`~rlseek.continual.state.TaskContext` when this run is one task of a
+        sequence (set by the continual runner): start from the previous task, replay, EWC."""
 
     def resolve_config(self, config: ExperimentConfig) -> ExperimentConfig:
         """Fill in defaults before the run directory is written (default: unchanged)."""

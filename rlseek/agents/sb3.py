@@ -14,6 +14,9 @@ forms are translated:
   actor and critic mixture-of-experts blocks (:mod:`rlseek.agents.sb3_moe`);
 * numbers written as strings (PyYAML reads ``3e-4`` as text) are converted where SB3 expects a number.
 
+``run.stages`` (:mod:`rlseek.agents.sb3_stages`) sets the rollout size (on-policy) or the
+minibatch (off-policy) per stage, optionally with a curriculum.
+
 ``run`` settings: ``total_steps`` env steps (all vectorized envs together; SB3 may overshoot to
 finish a rollout), ``n_envs`` with ``vec_env`` dummy|subproc, ``seed``, ``device``,
 ``eval_every``/``eval_episodes`` and ``checkpoint_every``/``keep_checkpoints`` in env steps.
@@ -65,6 +68,8 @@ from rlseek.agents.sb3_callbacks import (
 )
 from rlseek.agents.sb3_moe import MoELoadCallback, moe_policy
 from rlseek.agents.sb3_replay import load_replay_buffer, save_replay_buffer
+from rlseek.agents.sb3_stages import learn_in_stages
+from rlseek.agents.stages import parse_stages
 from rlseek.config import EnvSection, ExperimentConfig, RunSection
 from rlseek.envs.factory import make_env, reward_fn_of
 from rlseek.errors import RlseekError, did_you_mean
@@ -332,6 +337,12 @@ class SB3Agent(Agent):
             state, resumed_from = ckpt.state, ckpt.step
         else:
             model = self._build_model(venv, rs)
+        self._hooks = None
+        if self.continual is not None:  # one task of a sequence: see rlseek.continual.robot
+            from rlseek.continual.robot import SB3Continual
+
+            self._hooks = SB3Continual(self.continual)
+            self._hooks.attach(model, resume, MODEL_FILE)
         loop = TrainingLoop(
             run, unit="env steps", total=int(rs.total_steps), start=int(model.num_timesteps),
             progress=progress, desc=self.algo, device=resolve_device(rs.device),
@@ -358,8 +369,16 @@ class SB3Agent(Agent):
                          success_curve=state.get("success_curve"))
         steps_before = int(model.num_timesteps)
         remaining = int(rs.total_steps) - steps_before
-        if remaining > 0:
-            callbacks = [cb, MoELoadCallback()] if "moe" in self._policy_kwargs() else [cb]
+        callbacks = [cb, MoELoadCallback()] if "moe" in self._policy_kwargs() else [cb]
+        extra: dict[str, Any] = {}
+        stages = parse_stages(rs.stages, int(rs.total_steps), "run.stages")
+        if remaining > 0 and stages:
+            params = run.config.agent.params
+            extra["stages"] = learn_in_stages(
+                model, stages, callbacks, total=int(rs.total_steps), fresh=not resume,
+                minibatch=params.get("batch_size", _signature_defaults(self.sb3_class).get("batch_size")),
+                env_id=run.config.env.id, level=run.config.env.kwargs.get("level"))
+        elif remaining > 0:
             model.learn(total_timesteps=remaining, callback=callbacks,
                         reset_num_timesteps=not resume)
         else:
@@ -383,7 +402,8 @@ class SB3Agent(Agent):
             model.logger.record("quality/success_rate", ev["success_rate"])
         model.logger.dump(steps)
         model.logger.close()
-        extra: dict[str, Any] = {}
+        if self._hooks is not None:
+            extra["continual"] = self._hooks.finish(model)
         if cb.success_curve:
             extra["success_curve"] = cb.success_curve
         return loop.summary(
@@ -447,9 +467,11 @@ class A2CAgent(SB3Agent):
 
 @register_agent("sac")
 class SACAgent(SB3Agent):
-    """Soft Actor-Critic (SB3 ``SAC``), off-policy, continuous (Box) actions."""
+    """Soft Actor-Critic (SB3 ``SAC``), off-policy, continuous (Box) actions; supports
+    continual learning (``run.tasks`` with replay and EWC, :mod:`rlseek.continual.robot`)."""
 
     sb3_class = SAC
+    supports_continual = True
 
 
 @register_agent("td3")

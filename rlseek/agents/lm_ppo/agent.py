@@ -218,6 +218,9 @@ class LmAgent(Agent):
         figures = self._summary(history, base_eval, final_eval, counts, cfg, iterations, rc.n_envs,
                                 wall, tokens, resumed_from=start if resume else None)
         figures.pop("algo"), figures.pop("eval")
+        mixture = getattr(env.core, "mixture", None)
+        if mixture is not None:  # realised vs requested shares and reward terms per source
+            figures["prompt_sources"] = mixture.report()
         summary = loop.summary(algo=self.algo, steps=iterations * rc.n_envs, eval=final_eval,
                                resumed_from=start * rc.n_envs if resume else None, wall_time_s=wall,
                                **figures)

@@ -45,15 +45,19 @@ def disable_dropout(model: nn.Module) -> None:
 
 
 class PolicyWithValueHead(nn.Module):
-    """A causal LM (optionally peft-wrapped) plus a zero-initialised scalar value head."""
+    """A causal LM (optionally peft-wrapped) plus a zero-initialised scalar value head
+    (``value_head=False``: none, ``self.value_head`` is None — the critic-free agents)."""
 
-    def __init__(self, lm: nn.Module, hidden_size: int, lora: bool = False) -> None:
+    def __init__(self, lm: nn.Module, hidden_size: int, lora: bool = False,
+                 value_head: bool = True) -> None:
         super().__init__()
         self.lm = lm
         self.lora = lora
-        self.value_head = nn.Linear(hidden_size, 1)
-        nn.init.zeros_(self.value_head.weight)
-        nn.init.zeros_(self.value_head.bias)
+        self.value_head: nn.Linear | None = None
+        if value_head:
+            self.value_head = nn.Linear(hidden_size, 1)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
         disable_dropout(self.lm)
         self.eval()  # dropout off; nothing else in a causal LM depends on train mode
 
@@ -76,7 +80,7 @@ class PolicyWithValueHead(nn.Module):
         """Trainable and total parameter counts of the LM (value head reported apart)."""
         lm_total = sum(p.numel() for p in self.lm.parameters())
         lm_trainable = sum(p.numel() for p in self.lm.parameters() if p.requires_grad)
-        head = sum(p.numel() for p in self.value_head.parameters())
+        head = sum(p.numel() for p in self.value_head.parameters()) if self.value_head is not None else 0
         return {
             "lm_parameters": lm_total,
             "lm_trainable_parameters": lm_trainable,
@@ -85,11 +89,14 @@ class PolicyWithValueHead(nn.Module):
         }
 
 
-def build_policy(lm: nn.Module, cfg: Any) -> tuple[PolicyWithValueHead, nn.Module | None]:
+def build_policy(lm: nn.Module, cfg: Any, *, value_head: bool = True, reference: bool = True
+                 ) -> tuple[PolicyWithValueHead, nn.Module | None]:
     """Wrap ``lm`` as the policy (LoRA if ``cfg.lora``) and build the reference.
 
     Returns (policy, reference); the reference is None with LoRA (the adapter is disabled
-    instead, see :meth:`PolicyWithValueHead.reference`).
+    instead, see :meth:`PolicyWithValueHead.reference`) and with ``reference=False`` (no
+    second copy of the weights: a KL-free agent, β = 0). ``value_head=False`` builds a
+    policy without a critic.
     """
     disable_dropout(lm)
     hidden = int(lm.config.hidden_size)
@@ -102,11 +109,13 @@ def build_policy(lm: nn.Module, cfg: Any) -> tuple[PolicyWithValueHead, nn.Modul
                               lora_dropout=cfg.lora_dropout, target_modules=target,
                               task_type="CAUSAL_LM", bias="none")
         wrapped = get_peft_model(lm, peft_cfg)
-        return PolicyWithValueHead(wrapped, hidden, lora=True), None
-    reference = copy.deepcopy(lm)
-    reference.requires_grad_(False)
-    reference.eval()
-    return PolicyWithValueHead(lm, hidden, lora=False), reference
+        return PolicyWithValueHead(wrapped, hidden, lora=True, value_head=value_head), None
+    if not reference:
+        return PolicyWithValueHead(lm, hidden, lora=False, value_head=value_head), None
+    ref = copy.deepcopy(lm)
+    ref.requires_grad_(False)
+    ref.eval()
+    return PolicyWithValueHead(lm, hidden, lora=False, value_head=value_head), ref
 
 
 def sequence_inputs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response_ids: torch.Tensor,

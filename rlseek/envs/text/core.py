@@ -10,7 +10,8 @@ import numpy as np
 from gymnasium import spaces
 
 from rlseek.envs.registration import declared_reward
-from rlseek.envs.text.tasks import TextTask, load_prompts_file, split_records
+from rlseek.envs.text.sources import PromptMixture
+from rlseek.envs.text.tasks import TextTask, get_task, load_prompts_file, split_records
 from rlseek.errors import DataError, RlseekError
 from rlseek.models.loader import DEFAULT_MODEL, load_tokenizer
 from rlseek.rewards import TextBatch, WeightedReward
@@ -34,7 +35,11 @@ class TextCore:
         normalize_reward: bool = False,
         prompts_file: str | os.PathLike[str] | None = None,
         level: int | None = None,
+        prompt_sources: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
+        if prompt_sources is not None and prompts_file is not None:
+            raise RlseekError("env.kwargs: give prompts_file or prompt_sources, not both "
+                              "(a file can be one of the prompt_sources)")
         self.task = task
         self.tokenizer = load_tokenizer(model)
         self.eos_token_id = int(self.tokenizer.eos_token_id)
@@ -59,6 +64,11 @@ class TextCore:
                     f"prompts file '{prompts_file}': all {len(records)} prompts fall in the "
                     "held-out split (about 10 % of distinct prompts are kept for evaluation); "
                     "give more prompts")
+        self.mixture: PromptMixture | None = None
+        self.last_sources: np.ndarray | None = None
+        """Source index per prompt of the latest sampled batch (None: given prompts)."""
+        if prompt_sources is not None:
+            self.mixture = PromptMixture.parse(prompt_sources, task)
         self.max_prompt_tokens = int(max_prompt_tokens or self._default_prompt_width())
 
     def observation_space(self) -> spaces.Dict:
@@ -70,10 +80,15 @@ class TextCore:
         })
 
     def _default_prompt_width(self) -> int:
-        if self.file_records is None:
-            return self.task.max_prompt_tokens
-        lengths = self.tokenizer([p for p, _ in self.file_records + self.file_heldout])["input_ids"]
-        return max(self.task.max_prompt_tokens, max(len(x) for x in lengths))
+        records = self.mixture.all_records() if self.mixture is not None else (
+            (self.file_records or []) + self.file_heldout)
+        tasks = {s.task.name for s in self.mixture.sources if s.task is not None} if (
+            self.mixture is not None) else set()
+        base = max([self.task.max_prompt_tokens] + [get_task(t).max_prompt_tokens for t in tasks])
+        if not records:
+            return base
+        lengths = self.tokenizer([p for p, _ in records])["input_ids"]
+        return max(base, max(len(x) for x in lengths))
 
     def set_level(self, level: int) -> None:
         """Difficulty level for the next prompts drawn (0 .. num_levels - 1)."""
@@ -85,7 +100,12 @@ class TextCore:
 
     def sample(self, rng: np.random.Generator, n: int) -> tuple[list[str], list[str | None]]:
         """``n`` training prompts and their answers (from the prompts file's training split
-        when one was given)."""
+        when one was given, or from the ``prompt_sources`` mixture; :attr:`last_sources`
+        then holds each prompt's source index)."""
+        self.last_sources = None
+        if self.mixture is not None:
+            prompts, answers, self.last_sources = self.mixture.sample(rng, n, self.level)
+            return prompts, answers
         if self.file_records is not None:
             idx = rng.integers(len(self.file_records), size=n)
             picked = [self.file_records[int(i)] for i in idx]
@@ -157,4 +177,8 @@ class TextCore:
             info[f"reward_{name}"] = values
         info["reward_total"] = totals
         info["is_success"] = self.task.is_success(texts, answers, self.reward_fn.params)
+        which = self.last_sources
+        if self.mixture is not None and which is not None and len(which) == len(prompts):
+            info["prompt_source"] = [self.mixture.names[int(i)] for i in which]
+            self.mixture.record(which, {**terms, "total": totals})
         return totals, info

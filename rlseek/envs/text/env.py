@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -57,6 +57,9 @@ _ARGS = """
 - `prompts_file` (path): JSONL, one `{{"prompt": ..., "answer": ...}}` per line{answer_note};
   malformed files raise `DataError` naming the file and line, as does a file whose every
   prompt falls in the held-out split.
+- `prompt_sources` (list of `{{file or task, weight, name, level}}`): draw each prompt from
+  one of several weighted sources instead (`rlseek.envs.text.sources`); the finished
+  episode's `info` names its `prompt_source`. Not together with `prompts_file`.
 - `level` (int): difficulty level{level_note}; `set_level(level)` changes it for later resets
   (the curriculum protocol: attributes `num_levels`, `level`).
 
@@ -81,12 +84,14 @@ class TextGenerationEnv(gym.Env):
         normalize_reward: bool = False,
         prompts_file: str | os.PathLike[str] | None = None,
         level: int | None = None,
+        prompt_sources: Sequence[Mapping[str, Any]] | None = None,
         render_mode: str | None = None,
     ) -> None:
         self.core = TextCore(get_task(self.task_name), model=model, max_new_tokens=max_new_tokens,
                              max_prompt_tokens=max_prompt_tokens, reward=reward,
                              reward_params=reward_params, normalize_reward=normalize_reward,
-                             prompts_file=prompts_file, level=level)
+                             prompts_file=prompts_file, level=level,
+                             prompt_sources=prompt_sources)
         self.render_mode = render_mode
         self.tokenizer = self.core.tokenizer
         self.reward_fn = self.core.reward_fn
@@ -123,6 +128,7 @@ class TextGenerationEnv(gym.Env):
         super().reset(seed=seed)
         if options and "prompt" in options:
             self._prompt, self._answer = str(options["prompt"]), options.get("answer")
+            self.core.last_sources = None
         else:
             prompts, answers = self.core.sample(self.np_random, 1)
             self._prompt, self._answer = prompts[0], answers[0]
@@ -160,6 +166,8 @@ class TextGenerationEnv(gym.Env):
         for key, value in batch_info.items():
             if key.startswith("reward_") or key == "is_success":
                 info[key] = value[0].item()
+        if "prompt_source" in batch_info:
+            info["prompt_source"] = batch_info["prompt_source"][0]
         return self._obs(), float(totals[0]), bool(terminated), bool(truncated), info
 
     def render(self) -> str | None:

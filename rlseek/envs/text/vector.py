@@ -10,6 +10,7 @@ Contract (the lm-ppo rollout relies on it):
 * ``reset(seed, options)`` → ``obs = {"input_ids": (B, P), "attention_mask": (B, P)}`` int64,
   the prompts LEFT-padded to the batch's longest prompt ``P``; ``info = {"prompts", "answers"}``.
   ``options={"prompts": [...], "answers": [...]}`` scores given prompts (e.g. held-out ones).
+  ``options={"group_size": G}`` samples ``B / G`` prompts, each repeated on G adjacent rows.
 * ``step(actions (B,))`` appends one token per live row and returns ``obs`` of shape ``(B, 1)``
   (the token just appended, pad for finished rows; mask 1 for rows live this step),
   ``rewards (B,)``, ``terminated (B,)`` (EOS), ``truncated (B,)`` (``max_new_tokens`` reached)
@@ -69,6 +70,7 @@ class TextVectorEnv(VectorEnv):
         normalize_reward: bool = False,
         prompts_file: str | os.PathLike[str] | None = None,
         level: int | None = None,
+        prompt_sources: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise RlseekError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -76,7 +78,8 @@ class TextVectorEnv(VectorEnv):
         self.core = TextCore(get_task(env_id), model=model, max_new_tokens=max_new_tokens,
                              max_prompt_tokens=max_prompt_tokens, reward=reward,
                              reward_params=reward_params, normalize_reward=normalize_reward,
-                             prompts_file=prompts_file, level=level)
+                             prompts_file=prompts_file, level=level,
+                             prompt_sources=prompt_sources)
         self.num_envs = int(num_envs)
         self.tokenizer = self.core.tokenizer
         self.reward_fn = self.core.reward_fn
@@ -110,9 +113,18 @@ class TextVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Start ``num_envs`` episodes: sampled prompts, or ``options["prompts"/"answers"]``."""
+        """Start ``num_envs`` episodes: sampled prompts, or ``options["prompts"/"answers"]``.
+
+        ``options["group_size"]`` = G samples ``num_envs / G`` prompts and repeats each G
+        times, the rows of a group adjacent (GRPO / RLOO score G completions per prompt);
+        ``num_envs`` must be a multiple of G.
+        """
         if seed is not None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        group = int((options or {}).get("group_size") or 1)
+        if group < 1 or self.num_envs % group:
+            raise RlseekError(f"reset option group_size={group} must be >= 1 and divide "
+                              f"num_envs={self.num_envs}")
         if options and "prompts" in options:
             prompts = [str(p) for p in options["prompts"]]
             answers = list(options.get("answers") or [None] * len(prompts))
@@ -120,6 +132,13 @@ class TextVectorEnv(VectorEnv):
                 raise RlseekError(
                     f"reset options give {len(prompts)} prompts and {len(answers)} answers; "
                     f"this vector env has num_envs={self.num_envs}")
+            self.core.last_sources = None
+        elif group > 1:
+            distinct, keys = self.core.sample(self.np_random, self.num_envs // group)
+            prompts = [p for p in distinct for _ in range(group)]
+            answers = [k for k in keys for _ in range(group)]
+            if self.core.last_sources is not None:  # a prompt_sources mixture: one per row
+                self.core.last_sources = np.repeat(self.core.last_sources, group)
         else:
             prompts, answers = self.core.sample(self.np_random, self.num_envs)
         ids = self.core.encode_prompts(prompts, limit=self.core.max_prompt_tokens)
