@@ -27,8 +27,8 @@ Figures (``figures/gpu_lm_ppo.json``, also printed as one JSON line), per rollou
 * ``peak_memory_gib``: ``torch.cuda.max_memory_allocated`` during the phase.
 
 Run (on the GPU machine): ``python benchmarks/gpu_lm_ppo.py`` (``--phases`` picks a subset,
-``--time-budget`` skips phases that would not finish; ``--device cpu --batches 4
---new-tokens 8`` is a smoke test).
+``--time-budget`` skips phases that would not finish; ``--device cpu --batches 8
+--new-tokens 8 --layers 1 --minibatch-rows 4`` is a smoke test).
 """
 
 from __future__ import annotations
@@ -46,11 +46,13 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from rlseek.agents.lm_ppo.config import LmPpoConfig
-from rlseek.agents.lm_ppo.model import build_policy
+from rlseek.agents.lm_ppo.model import build_policy, disable_dropout
 from rlseek.agents.lm_ppo.trainer import PPOTrainer, autocast
 from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 from rlseek.figures import SOURCE_FIGURES, write_figures
 
+GRPO_BETA = 0.04
+"""lm-grpo's KL coefficient here (TRL's former default), so a reference pass is made."""
 PEAK_TFLOPS = 790.0
 """bf16 dense matmul rate measured on an H200 (8192³ products on random data)."""
 
@@ -68,8 +70,8 @@ class FixedLengthEnv:
             self.rng = np.random.default_rng(seed)
         self.t = 0
         ids = self.rng.integers(0, self.vocab, size=(self.num_envs, self.prompt_len))
-        if options and options.get("group"):  # GRPO: G copies of each prompt, adjacent
-            g = int(options["group"])
+        if options and options.get("group_size"):  # GRPO: G copies of each prompt, adjacent
+            g = int(options["group_size"])
             ids = np.repeat(ids[:: g], g, axis=0)
         obs = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
         return obs, {"prompts": [""] * self.num_envs, "answers": [None] * self.num_envs}
@@ -123,7 +125,8 @@ class Bench:
     def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
         self.args, self.device = args, device
         torch.manual_seed(0)
-        self.lm = GPT2LMHeadModel(GPT2Config()).to(device)
+        self.lm = GPT2LMHeadModel(GPT2Config(n_layer=args.layers)).to(device).eval()
+        disable_dropout(self.lm)  # as the policy runs (GPT-2's config has dropout 0.1)
         self.params = sum(p.numel() for p in self.lm.parameters())
         self.gen = torch.Generator(device=device).manual_seed(0)
         self.trainers: dict[str, tuple[Any, Any, Any]] = {}
@@ -190,9 +193,12 @@ class Bench:
         out["rollout_peak_memory_gib"] = _peak_gib(dev)
         return out
 
-    def _mfu(self, seconds: float, ro: Any, epochs: int) -> float:
+    def _mfu(self, seconds: float, ro: Any, epochs: int, trainer: Any) -> float:
+        """The issue's MFU: fwd+bwd per epoch plus the no-grad forwards actually made (the
+        rollout policy's unless on-policy, the reference's when there is one)."""
         tokens = ro.prompt_ids.numel() + ro.response_ids.numel()
-        flops = 6 * self.params * tokens * epochs + 2 * self.params * tokens * 2
+        nograd = int(not getattr(trainer, "on_policy", False)) + int(trainer.has_reference)
+        flops = 6 * self.params * tokens * epochs + 2 * self.params * tokens * nograd
         return flops / seconds / (PEAK_TFLOPS * 1e12)
 
     def train_phase(self, algo: str) -> dict[str, Any]:
@@ -234,7 +240,7 @@ class Bench:
         sec = float(np.median(times))
         n = ro.n_tokens
         out = {
-            "train_mfu": self._mfu(sec, ro, a.epochs),
+            "train_mfu": self._mfu(sec, ro, a.epochs, trainer),
             "train_seconds_per_iteration": sec,
             "train_tokens_per_s": n / sec,
             "train_warmup_s": warm,
@@ -251,15 +257,17 @@ class Bench:
 
 
 def _grpo_trainer(lm: torch.nn.Module, common: dict[str, Any], dev: torch.device, group: int):  # type: ignore[no-untyped-def]
-    """lm-grpo's trainer for ``lm`` (G completions per prompt), when the agent exists."""
-    from rlseek.agents.lm_grpo import GrpoTrainer, LmGrpoConfig, build_grpo_policy  # type: ignore[import-not-found]
+    """lm-grpo's trainer for ``lm``: G completions per prompt, no value head, β = 0.04 with a
+    reference copy and the same epochs and minibatches as lm-ppo, so both make the same
+    passes (the lm-grpo default, β = 0 and one on-policy epoch, makes fewer)."""
+    from rlseek.agents.lm_grpo.config import LmGrpoConfig
+    from rlseek.agents.lm_grpo.trainer import CriticFreeTrainer
 
-    cfg = LmGrpoConfig(**common, group_size=group)
-    policy, reference = build_grpo_policy(lm, cfg)
+    cfg = LmGrpoConfig(**common, group_size=group, kl_coef=GRPO_BETA)
+    policy, reference = build_policy(lm, cfg, value_head=False, reference=True)
     policy.to(dev)
-    if reference is not None:
-        reference.to(dev)
-    return GrpoTrainer(policy, reference, cfg, dev), {"group": group}
+    reference.to(dev)
+    return CriticFreeTrainer(policy, reference, cfg, dev, estimator="grpo"), {"group_size": group}
 
 
 def main() -> None:
@@ -268,6 +276,7 @@ def main() -> None:
     p.add_argument("--prompt-len", type=int, default=64)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--layers", type=int, default=12, help="GPT-2 layers (12: GPT-2 small; fewer for a smoke test)")
     p.add_argument("--minibatch-rows", type=int, default=64, help="rows per PPO minibatch")
     p.add_argument("--group", type=int, default=8, help="lm-grpo's completions per prompt")
     p.add_argument("--repeats", type=int, default=3)
@@ -284,7 +293,7 @@ def main() -> None:
     t_start = time.perf_counter()
     result: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-        "model": "GPT2Config() random init (12 layers, 768 dims, vocab 50257)",
+        "model": f"GPT2Config(n_layer={args.layers}) random init ({args.layers} layers, 768 dims, vocab 50257)",
         "dtype": "float32 weights, bf16 autocast", "prompt_len": args.prompt_len,
         "new_tokens": args.new_tokens, "epochs": args.epochs, "peak_tflops": PEAK_TFLOPS,
         "transformers": __import__("transformers").__version__, "skipped": [],
