@@ -39,7 +39,18 @@ def _demo(f: dict[str, Any]) -> list[str]:
     ]
 
 
+def _continual(f: dict[str, Any]) -> list[str]:
+    """One README table row per method: ACC and BWT with their 95 % CIs (see bench_continual)."""
+    def cell(x: dict[str, float], spec: str) -> str:
+        return f"{_num(x['estimate'], spec)} [{_num(x['ci_low'], spec)}, {_num(x['ci_high'], spec)}]"
+
+    return [f"| {f['sequence']} | {m} | {cell(r['acc'], '.2f')} | {cell(r['bwt'], '+.2f')} |"
+            for m, r in f["methods"].items()]
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "continual_robot": _continual,
+    "continual_text": _continual,
     "bench_robot_env": lambda f: [f"steps/s ratio **{f['ratio']:.3f}**"],
     "bench_text_env": lambda f: [
         f"tokens/s ratio **{f['ratio']:.3f}** ({f['env_tokens_per_second']:,.0f} vs "

@@ -41,8 +41,9 @@ def task_config(config: ExperimentConfig, task: TaskSpec) -> ExperimentConfig:
 
 
 def accuracy_of(result: dict[str, Any]) -> float:
-    """The task family's accuracy in an evaluation: text ``accuracy``, robot ``success_rate``."""
-    for key in ("accuracy", "success_rate"):
+    """The task family's accuracy in an evaluation: Arithmetic's ``exact_match``, a robot's
+    ``success_rate``, Reviews' ``positive_fraction``."""
+    for key in ("exact_match", "success_rate", "positive_fraction"):
         value = result.get(key)
         if isinstance(value, (int, float)):
             return float(value)
@@ -83,7 +84,14 @@ def train_sequence(run: Run, *, resume: bool = False, progress: bool = False,
     for i, task in enumerate(spec.tasks):
         tdir = _task_dir(run, i, task)
         ctx = TaskContext(spec, i, tdir, previous, seed=int(cfg.run.seed))
-        agent = agent_cls(task_config(cfg, task))
+        tcfg = task_config(cfg, task)
+        if (tdir / "meta.json").is_file():
+            tcfg = Run.open(tdir).config  # what the task recorded (its starting model included)
+        elif agent_cls.env_kind == "text" and previous is not None:
+            # Text policies start from the previous task's final model (see rlseek.continual.text).
+            params = {**tcfg.agent.params, "model": str((previous / "final").resolve())}
+            tcfg = dataclasses.replace(tcfg, agent=dataclasses.replace(tcfg.agent, params=params))
+        agent = agent_cls(tcfg)
         agent.continual = ctx
         if not (tdir / "meta.json").is_file() or not Run.open(tdir).is_finished:
             child = Run.open(tdir) if (tdir / "meta.json").is_file() else None

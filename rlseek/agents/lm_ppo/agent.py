@@ -82,6 +82,7 @@ class LmAgent(Agent):
 
     env_kind = "text"
     params: LmPolicyConfig
+    supports_continual = True
 
     # -- the algorithm's hooks -----------------------------------------------------------------
     def _build_policy(self, lm: Any, cfg: Any) -> tuple[Any, Any]:
@@ -165,6 +166,12 @@ class LmAgent(Agent):
                                 cache=cfg.decode_cache, compile=cfg.compile)
         trainer = self._make_trainer(policy, reference, cfg, device, vocab_size=engine.vocab_size,
                                      banned_ids=engine.banned_ids(decode), total_iterations=iterations)
+        hooks = None
+        if self.continual is not None:  # one task of a sequence: see rlseek.continual.text
+            from rlseek.continual.text import TextContinual
+
+            hooks = TextContinual(self.continual, lora=bool(cfg.lora))
+            trainer.extra_loss = hooks.extra_loss(policy)
         sample_gen = torch.Generator(device=device).manual_seed(rc.seed)
         trainer.shuffle_gen.manual_seed(rc.seed + 1)
         counts = policy.parameter_counts()
@@ -185,8 +192,11 @@ class LmAgent(Agent):
             for it in range(start, iterations):
                 t0 = time.perf_counter()
                 with autocast(device, cfg.dtype):
+                    options = self._rollout_options(it)
+                    if hooks is not None:
+                        options = hooks.mix(options, env, it)
                     ro = engine.rollout(env, decode, generator=sample_gen, seed=rc.seed * 1_000_003 + it,
-                                        options=self._rollout_options(it))
+                                        options=options)
                 t1 = time.perf_counter()
                 stats = trainer.step(ro)
                 t2 = time.perf_counter()
@@ -213,6 +223,7 @@ class LmAgent(Agent):
             env.close()
         wall = loop.elapsed_s()
         self._save_final(run, policy, env.tokenizer)
+        continual = hooks.finish(self, policy, trainer, device) if hooks is not None else None
         final_eval = self.evaluate(run)
         loop.log_eval(final_eval, iterations * rc.n_envs, _EVAL_KEYS)
         figures = self._summary(history, base_eval, final_eval, counts, cfg, iterations, rc.n_envs,
@@ -221,6 +232,8 @@ class LmAgent(Agent):
         mixture = getattr(env.core, "mixture", None)
         if mixture is not None:  # realised vs requested shares and reward terms per source
             figures["prompt_sources"] = mixture.report()
+        if continual is not None:
+            figures["continual"] = continual
         summary = loop.summary(algo=self.algo, steps=iterations * rc.n_envs, eval=final_eval,
                                resumed_from=start * rc.n_envs if resume else None, wall_time_s=wall,
                                **figures)

@@ -20,6 +20,7 @@ advantages), per minibatch :meth:`LmTrainer.accumulate` → :meth:`LmTrainer.mic
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -133,6 +134,9 @@ class LmTrainer:
         self.ent_ctl = EntropyController(cfg.ent_coef, cfg.ent_control == "adaptive",
                                          cfg.ent_target, cfg.ent_rate, cfg.ent_coef_max)
         self.shuffle_gen = torch.Generator()
+        self.extra_loss: Callable[[], torch.Tensor] | None = None
+        """A loss term added to every micro-batch's loss (weighted by its share, so once per
+        minibatch), logged as ``losses/extra``: continual learning's EWC penalty."""
 
     @property
     def has_reference(self) -> bool:
@@ -271,6 +275,10 @@ class LmTrainer:
             mb = self.rows_of(batch, micro)
             share = self.loss_units(mb["mask"]) / total
             loss, micro_parts = self.micro_loss(mb)
+            if self.extra_loss is not None:
+                extra = self.extra_loss()
+                loss = loss + extra
+                micro_parts = {**micro_parts, "losses/extra": extra}
             (loss * share).backward()
             for key, val in micro_parts.items():
                 parts[key] = parts.get(key, 0.0) + val.detach() * share
