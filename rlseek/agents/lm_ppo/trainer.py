@@ -129,6 +129,7 @@ class LmTrainer:
         self.compile_forward = cfg.compile is True or (cfg.compile == "auto" and device.type == "cuda")
         self.compile_error: str | None = None
         self._compiled: Any = None
+        self._compiled_stats: Any = None
         self._host: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.kl_ctl = make_kl_controller(cfg.kl_control, cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
         self.ent_ctl = EntropyController(cfg.ent_coef, cfg.ent_control == "adaptive",
@@ -166,6 +167,19 @@ class LmTrainer:
                 except Exception as err:  # noqa: BLE001 - a compiler failure: run eagerly from now on
                     self.compile_error = f"{type(err).__name__}: {err}"[:300]
             return forward_response(*args, **kw)
+
+    def token_stats(self, logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, *,
+                    entropy_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-prob of each token, entropy per position) of (B, T, V) logits, as
+        :func:`core.logprobs_and_entropy`; compiled along with the forward (``compile``)."""
+        if self.compile_forward and self.compile_error is None:
+            if self._compiled_stats is None:
+                self._compiled_stats = torch.compile(core.logprobs_and_entropy)
+            try:
+                return self._compiled_stats(logits, tokens, mask, entropy_grad)
+            except Exception as err:  # noqa: BLE001 - a compiler failure: run eagerly from now on
+                self.compile_error = f"{type(err).__name__}: {err}"[:300]
+        return core.logprobs_and_entropy(logits, tokens, mask, entropy_grad)
 
     # -- rows, lengths and micro-batches (host-side: no device sync in the update loop) ---------
     def host_masks(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -223,8 +237,8 @@ class LmTrainer:
             idx = idx.to(self.device)
             t = mb["response_ids"].shape[1]
             logits, vals = self.forward(self.policy.lm, mb, head)
-            out["old_logp"][idx, :t] = core.logprobs_of(logits, mb["response_ids"], mb["mask"])
-            out["entropy"][idx, :t] = core.entropy_of(logits)
+            out["old_logp"][idx, :t], out["entropy"][idx, :t] = self.token_stats(
+                logits, mb["response_ids"], mb["mask"])
             if values:
                 out["old_values"][idx, :t] = vals.float()
             if not self.has_reference:
@@ -428,10 +442,10 @@ class PPOTrainer(LmTrainer):
         alpha, beta = self.ent_ctl.value, self.kl_ctl.value
         logits, values = self.forward(policy.lm, mb, policy.value_head)
         mask = mb["mask"]
-        logp = core.logprobs_of(logits, mb["response_ids"], mask)
+        logp, entropy = self.token_stats(logits, mb["response_ids"], mask)
         pg, pstats = core.policy_loss(logp, mb["old_logp"], mb["advantages"], mask, cfg.clip_range)
         vf, vclip = core.value_loss(values, mb["old_values"], mb["returns"], mask, cfg.clip_range_value)
-        ent = core.masked_mean(core.entropy_of(logits), mask)
+        ent = core.masked_mean(entropy, mask)
         loss = pg + cfg.vf_coef * vf - alpha * ent
         parts = {"losses/policy_loss": pg, "losses/value_loss": vf, "losses/entropy": ent,
                  "losses/approx_kl": pstats["approx_kl"], "losses/clipfrac": pstats["clipfrac"],
