@@ -165,7 +165,8 @@ class LmAgent(Agent):
         policy.to(device)
         iterations = len(rows)
         engine = RolloutEngine.for_env(policy.lm, env, device)
-        decode = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k)
+        decode = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k,
+                                cache=cfg.decode_cache, compile=cfg.compile)
         trainer = self._make_trainer(policy, reference, cfg, device, vocab_size=engine.vocab_size,
                                      banned_ids=engine.banned_ids(decode), total_iterations=iterations)
         hooks = None
