@@ -36,7 +36,6 @@ samples ``eval_samples`` completions per prompt).
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from rlseek.agents.lm_ppo.config import LmPolicyConfig, LmPpoConfig
 from rlseek.agents.lm_ppo.model import build_policy
 from rlseek.agents.lm_ppo.trainer import LmTrainer, PPOTrainer, autocast
 from rlseek.agents.loop import TrainingLoop
+from rlseek.agents.stages import TextStages, iteration_rows, parse_stages
 from rlseek.config import ExperimentConfig
 from rlseek.envs.text.evaluation import evaluate_prompts
 from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
@@ -156,11 +156,14 @@ class LmAgent(Agent):
         _set_threads(rc, device)
         _quiet_transformers()
         torch.manual_seed(rc.seed)
-        env = self._make_env(run.config, rc.n_envs)
+        stages = parse_stages(rc.stages, int(rc.total_steps), "run.stages")
+        rows = iteration_rows(stages, int(rc.total_steps), rc.n_envs)
+        done_at = np.cumsum(rows).tolist()
+        env = self._make_env(run.config, rows[0])
         lm = self._load_lm(cfg.model, device, env)
         policy, reference = self._build_policy(lm, cfg)
         policy.to(device)
-        iterations = math.ceil(rc.total_steps / rc.n_envs)
+        iterations = len(rows)
         engine = RolloutEngine.for_env(policy.lm, env, device)
         decode = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k,
                                 cache=cfg.decode_cache, compile=cfg.compile)
@@ -185,11 +188,15 @@ class LmAgent(Agent):
             start, history, base_eval = ckpt.state["iteration"], ckpt.state["history"], ckpt.state["base_eval"]
         if base_eval is None:
             base_eval = self._eval(policy.lm, run.config, cfg, device)
-        loop = TrainingLoop(run, unit="completions", total=iterations * rc.n_envs, start=start * rc.n_envs,
+        total_done = int(done_at[-1])
+        staging = TextStages(stages, env)
+        loop = TrainingLoop(run, unit="completions", total=total_done,
+                            start=int(done_at[start - 1]) if start else 0,
                             progress=progress, desc=self.algo, device=str(device))
         tokens = 0
         try:
             for it in range(start, iterations):
+                staging.enter(it, rows[it])
                 t0 = time.perf_counter()
                 with autocast(device, cfg.dtype):
                     options = self._rollout_options(it)
@@ -198,13 +205,15 @@ class LmAgent(Agent):
                     ro = engine.rollout(env, decode, generator=sample_gen, seed=rc.seed * 1_000_003 + it,
                                         options=options)
                 t1 = time.perf_counter()
+                stage_stats = staging.observe(ro)
                 stats = trainer.step(ro)
+                stats.update(stage_stats)
                 t2 = time.perf_counter()
                 tokens += ro.n_tokens
                 stats.update(self._rollout_stats(ro, t1 - t0, t2 - t1))
-                done = (it + 1) * rc.n_envs
+                done = int(done_at[it])
                 loop.iteration(done, stats, log=(it + 1) % cfg.log_every == 0 or it + 1 == iterations,
-                               rollout_s=t1 - t0, train_s=t2 - t1, items=rc.n_envs,
+                               rollout_s=t1 - t0, train_s=t2 - t1, items=rows[it],
                                tokens=ro.n_tokens, quality=self._quality(ro),
                                postfix={"reward": stats["reward/total"], "kl": stats["charts/kl_ref"]})
                 history.append({"iteration": it + 1, "completions": done, **{
@@ -225,17 +234,21 @@ class LmAgent(Agent):
         self._save_final(run, policy, env.tokenizer)
         continual = hooks.finish(self, policy, trainer, device) if hooks is not None else None
         final_eval = self.evaluate(run)
-        loop.log_eval(final_eval, iterations * rc.n_envs, _EVAL_KEYS)
+        loop.log_eval(final_eval, total_done, _EVAL_KEYS)
         figures = self._summary(history, base_eval, final_eval, counts, cfg, iterations, rc.n_envs,
                                 wall, tokens, resumed_from=start if resume else None)
         figures.pop("algo"), figures.pop("eval")
+        figures["completions"] = total_done
+        if stages:
+            figures["stages"] = staging.records
         mixture = getattr(env.core, "mixture", None)
         if mixture is not None:  # realised vs requested shares and reward terms per source
             figures["prompt_sources"] = mixture.report()
         if continual is not None:
             figures["continual"] = continual
-        summary = loop.summary(algo=self.algo, steps=iterations * rc.n_envs, eval=final_eval,
-                               resumed_from=start * rc.n_envs if resume else None, wall_time_s=wall,
+        summary = loop.summary(algo=self.algo, steps=total_done, eval=final_eval,
+                               resumed_from=(int(done_at[start - 1]) if start else 0) if resume
+                               else None, wall_time_s=wall,
                                **figures)
         loop.close()
         return summary
