@@ -8,6 +8,7 @@ config's ``run.replay`` / ``run.ewc`` switched on or off; their settings come fr
 
     python benchmarks/bench_continual.py --sequence robot --seeds 3
     python benchmarks/bench_continual.py --sequence text --seeds 3
+    python benchmarks/bench_continual.py                  # both (what `make bench` runs)
 
 Runs go to ``--out`` (default a temp folder); the figures to ``figures/continual_<sequence>.json``,
 which the README quotes. Torch uses one thread (``run.torch_threads: 1``) so runs measured under
@@ -53,21 +54,29 @@ def _ci(values: list[float]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sequence", choices=sorted(SEQUENCES), required=True)
+    parser.add_argument("--sequence", choices=sorted(SEQUENCES), default=None, help="default: both")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--config", default=None, help="sequence config (default: the sequence's example)")
     parser.add_argument("--out", default=None, help="folder for the runs (default: a temp folder)")
     parser.add_argument("--figures", default=None, help="figure file (default figures/continual_<sequence>.json)")
     args = parser.parse_args()
+    if args.sequence is None and (args.config or args.figures):
+        raise SystemExit("--config and --figures need --sequence")
     torch.set_num_threads(1)
-    config = Path(args.config or SEQUENCES[args.sequence])
+    for sequence in [args.sequence] if args.sequence else sorted(SEQUENCES):
+        bench(sequence, args.seeds, args.config, args.out, args.figures)
+
+
+def bench(sequence: str, seeds: int, config_path: str | None, out_dir: str | None, figures_path: str | None) -> None:
+    """Train every method on ``sequence`` for ``seeds`` seeds; print the table, write the figures."""
+    config = Path(config_path or SEQUENCES[sequence])
     base = read_yaml(config)
     if not all(k in base["run"] for k in ("replay", "ewc")):
         raise SystemExit(f"{config}: run.replay and run.ewc must both be set (the benchmark switches them)")
-    out = Path(args.out or tempfile.mkdtemp(prefix=f"continual-{args.sequence}-"))
+    out = Path(out_dir) / sequence if out_dir else Path(tempfile.mkdtemp(prefix=f"continual-{sequence}-"))
     results: dict[str, dict[str, Any]] = {m: {"acc": [], "bwt": [], "matrices": []} for m in METHODS}
     start = time.monotonic()
-    for seed in range(args.seeds):
+    for seed in range(seeds):
         for method in METHODS:  # methods interleaved per seed: machine load hits all alike
             t0 = time.monotonic()
             run = rlseek.train(method_config(base, method, seed), out=out / f"{method}-s{seed}")
@@ -77,8 +86,8 @@ def main() -> None:
             results[method]["matrices"].append(s["accuracy_matrix"])
             print(f"{method:>10} seed {seed}: ACC {s['average_accuracy']:.3f} BWT {s['backward_transfer']:+.3f} "
                   f"matrix {np.round(s['accuracy_matrix'], 3).tolist()} ({time.monotonic() - t0:.0f} s)", flush=True)
-    figures: dict[str, Any] = {"sequence": args.sequence, "config": str(config.relative_to(ROOT)),
-                               "seeds": args.seeds, "tasks": s["tasks"], "wall_s": round(time.monotonic() - start, 1),
+    figures: dict[str, Any] = {"sequence": sequence, "config": str(config.relative_to(ROOT)),
+                               "seeds": seeds, "tasks": s["tasks"], "wall_s": round(time.monotonic() - start, 1),
                                "methods": {}}
     print("\n| method | ACC (95% CI) | BWT (95% CI) |\n|---|---|---|")
     for method, r in results.items():
@@ -87,8 +96,8 @@ def main() -> None:
                                       "matrices": r["matrices"]}
         print(f"| {method} | {acc['estimate']:.2f} [{acc['ci_low']:.2f}, {acc['ci_high']:.2f}] | "
               f"{bwt['estimate']:+.2f} [{bwt['ci_low']:+.2f}, {bwt['ci_high']:+.2f}] |")
-    path = Path(args.figures or SOURCE_FIGURES / f"continual_{args.sequence}.json")
-    command = f"python benchmarks/bench_continual.py --sequence {args.sequence} --seeds {args.seeds}"
+    path = Path(figures_path or SOURCE_FIGURES / f"continual_{sequence}.json")
+    command = f"python benchmarks/bench_continual.py --sequence {sequence} --seeds {seeds}"
     write_figures(path, path.stem, figures, command=command)
     print(f"figures: {path}")
 

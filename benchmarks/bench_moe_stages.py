@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--part", required=True, choices=("moe", "stages-robot", "stages-text", "mixture"))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20_000, help="env steps (moe, stages-robot)")
+    parser.add_argument("--completions", type=int, default=1024, help="lm-ppo completions (mixture)")
     parser.add_argument("--tokens", type=int, default=4096, help="tokens per timed MoE block pass")
     parser.add_argument("--repeats", type=int, default=15, help="timed MoE block passes")
     parser.add_argument("--figures", default=None, help="figure file (default figures/bench_moe_stages_<part>.json)")

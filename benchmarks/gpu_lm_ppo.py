@@ -1,35 +1,44 @@
-"""lm-ppo on a GPU with a GPT-2-small-sized policy: rollout and training throughput, peak memory.
+"""lm-ppo (and lm-grpo) at GPU speed: rollout tokens/s, training MFU and peak memory on one GPU.
 
-The policy is ``GPT2LMHeadModel(GPT2Config())`` — 12 layers, 768 dims, vocabulary 50257,
-randomly initialised (no download). A random model almost never emits EOS and its vocabulary
-is not rlseek's tokenizer's, so instead of a text task the rollouts run through a
-fixed-length vector env defined here: ``--batch`` random prompts of ``--prompt-len`` tokens,
-each episode exactly ``--new-tokens`` tokens, score 0. Everything else is lm-ppo's own code
-path: the KV-cached :class:`~rlseek.envs.text.rollout.RolloutEngine`, and :class:`PPOTrainer.step` (old/reference
-forward, GAE, ``ppo_epochs`` × ``num_minibatches`` clipped updates).
+The policy is ``GPT2LMHeadModel(GPT2Config())`` — 12 layers, 768 dims, vocabulary 50,257,
+124 M parameters, randomly initialised (no download), float32 weights with bf16 autocast.
+A random model almost never emits EOS and its vocabulary is not rlseek's tokenizer's, so the
+rollouts run through a fixed-length vector env defined here: random 64-token prompts, every
+episode exactly 128 new tokens, score 0. Everything else is rlseek's own code path: the one
+:class:`~rlseek.envs.text.rollout.RolloutEngine` (``DecodeSettings()``: on CUDA the static
+cache with a CUDA-graph step, compiled forward, bf16 trunk copy, padded float32 head) and the
+trainers' ``step`` (one no-grad old/reference pass, then ``ppo_epochs`` × minibatches of
+clipped updates, token-budget micro-batches, compiled forward, fused AdamW).
 
-Figures (one JSON line on stdout):
+Figures (``figures/gpu_lm_ppo.json``, also printed as one JSON line), per rollout batch
+(64 and 256):
 
-* ``rollout_tokens_per_s``: generated tokens / wall time of one rollout (lm-ppo, KV cache);
-* ``hf_generate_tokens_per_s``: the same batch with ``model.generate`` (sampling, KV cache);
-* ``train_tokens_per_s``: rollout tokens / wall time of one full PPO iteration's update;
-* ``train_token_passes_per_s``: tokens × epochs / that time (forward+backward passes);
-* ``peak_memory_gib``: ``torch.cuda.max_memory_allocated`` over the whole run.
+* ``rollout_tokens_per_s``: generated tokens / wall time of ``engine.rollout`` (decode and
+  the env's per-token stepping); ``decode_tokens_per_s`` the decode alone;
+* ``hf_static_tokens_per_s``: ``model.generate(cache_implementation="static")`` on a bf16
+  copy of the same model, same prompts, sampling, exactly 128 new tokens; and the ratio;
+* ``tokens_equal_to_eager``: share of tokens the graph decode shares with the eager dynamic
+  decode for the same seed (bf16 near-ties make them diverge on a random model; the exact
+  test is ``tests/test_static_decode.py`` in float32);
+* ``train_mfu``: (6·P·N·epochs + 2·P·N·2) / (seconds · 790 TFLOP/s) for one iteration, with P
+  the parameters, N the batch's tokens (prompt + response), the 2·P·N·2 being the policy's
+  and the reference's no-grad forwards — the issue's formula; 790 TFLOP/s is the bf16 rate
+  measured on this GPU model;
+* ``peak_memory_gib``: ``torch.cuda.max_memory_allocated`` during the phase.
 
-Run: ``python benchmarks/gpu_lm_ppo.py`` (needs only torch, transformers and rlseek; the whole
-script took 35 s wall on an H200). Measured there once with the defaults (batch 64, prompt 64,
-128 new tokens, torch 2.11 + transformers 5.17): bfloat16 autocast — rollout 9,029 tokens/s
-(model.generate 7,985), training 11,875 tokens/s, peak 7.1 GiB; ``--dtype float32`` (TF32
-matmuls) — rollout 11,271 tokens/s (generate 9,190), training 13,025 tokens/s, peak 7.6 GiB.
-Why bf16 was slower was not profiled; the likely cause at this small size is per-token kernel
-launch overhead, to which autocast adds cast kernels.
+Run (on the GPU machine): ``python benchmarks/gpu_lm_ppo.py`` (``--phases`` picks a subset,
+``--time-budget`` skips phases that would not finish; ``--device cpu --batches 8
+--new-tokens 8 --layers 1 --minibatch-rows 4`` is a smoke test).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,9 +46,15 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from rlseek.agents.lm_ppo.config import LmPpoConfig
-from rlseek.agents.lm_ppo.model import build_policy
+from rlseek.agents.lm_ppo.model import build_policy, disable_dropout
 from rlseek.agents.lm_ppo.trainer import PPOTrainer, autocast
 from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
+from rlseek.figures import SOURCE_FIGURES, write_figures
+
+GRPO_BETA = 0.04
+"""lm-grpo's KL coefficient here (TRL's former default), so a reference pass is made."""
+PEAK_TFLOPS = 790.0
+"""bf16 dense matmul rate measured on an H200 (8192³ products on random data)."""
 
 
 class FixedLengthEnv:
@@ -55,6 +70,9 @@ class FixedLengthEnv:
             self.rng = np.random.default_rng(seed)
         self.t = 0
         ids = self.rng.integers(0, self.vocab, size=(self.num_envs, self.prompt_len))
+        if options and options.get("group_size"):  # GRPO: G copies of each prompt, adjacent
+            g = int(options["group_size"])
+            ids = np.repeat(ids[:: g], g, axis=0)
         obs = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
         return obs, {"prompts": [""] * self.num_envs, "answers": [None] * self.num_envs}
 
@@ -64,10 +82,12 @@ class FixedLengthEnv:
         obs = {"input_ids": np.asarray(actions).reshape(-1, 1), "attention_mask": np.ones((self.num_envs, 1), np.int64)}
         done = np.full(self.num_envs, last)
         info: dict[str, Any] = {}
-        if last:
+        reward = np.zeros(self.num_envs)
+        if last:  # a score that varies, so group-normalized advantages are not all 0
+            reward = self.rng.standard_normal(self.num_envs)
             info = {"completions": [""] * self.num_envs, "eos": np.zeros(self.num_envs, bool),
-                    "reward_total": np.zeros(self.num_envs)}
-        return obs, np.zeros(self.num_envs), np.zeros(self.num_envs, bool), done, info
+                    "reward_total": reward}
+        return obs, reward, np.zeros(self.num_envs, bool), done, info
 
     def close(self) -> None:
         pass
@@ -78,77 +98,229 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--prompt-len", type=int, default=64)
-    p.add_argument("--new-tokens", type=int, default=128)
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke test)")
-    args = p.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("gpu_lm_ppo.py needs a CUDA device (or --device cpu for a smoke test)")
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    lm = GPT2LMHeadModel(GPT2Config()).to(device)
-    cfg = LmPpoConfig(model="gpt2-random", dtype=args.dtype, ppo_epochs=4, num_minibatches=4)
-    policy, reference = build_policy(lm, cfg)
-    policy.to(device)
-    reference.to(device)
-    trainer = PPOTrainer(policy, reference, cfg, device)
-    env = FixedLengthEnv(args.batch, args.prompt_len, args.new_tokens, lm.config.vocab_size)
-    gen = torch.Generator(device=device).manual_seed(0)
-    engine = RolloutEngine.for_env(policy.lm, env, device)  # FixedLengthEnv: no EOS, no pad
-
-    def rollout(seed: int):  # type: ignore[no-untyped-def]
-        with autocast(device, cfg.dtype):
-            return engine.rollout(env, DecodeSettings(temperature=1.0), generator=gen, seed=seed)
-
-    ro = rollout(0)  # warm-up (kernels, allocator)
-    trainer.step(ro)
-    _sync()
-    roll_t, train_t, hf_t, n_tok = [], [], [], 0
-    for r in range(args.repeats):
+def _timed(fn, repeats: int) -> tuple[list[float], Any]:  # type: ignore[no-untyped-def]
+    out, times = None, []
+    for _ in range(repeats):
         _sync()
         t0 = time.perf_counter()
-        ro = rollout(r + 1)
+        out = fn()
         _sync()
-        t1 = time.perf_counter()
-        trainer.step(ro)
+        times.append(time.perf_counter() - t0)
+    return times, out
+
+
+def _peak_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+class Bench:
+    """One model and its trainers, shared by every batch size (compiled code and CUDA graphs
+    are kept across them, as in one training run), and the phases measured on them."""
+
+    def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
+        self.args, self.device = args, device
+        torch.manual_seed(0)
+        self.lm = GPT2LMHeadModel(GPT2Config(n_layer=args.layers)).to(device).eval()
+        disable_dropout(self.lm)  # as the policy runs (GPT-2's config has dropout 0.1)
+        self.params = sum(p.numel() for p in self.lm.parameters())
+        self.gen = torch.Generator(device=device).manual_seed(0)
+        self.trainers: dict[str, tuple[Any, Any, Any]] = {}
+        self.set_batch(args.batches[0])
+
+    def set_batch(self, batch: int) -> None:
+        a = self.args
+        self.batch = batch
+        self.env = FixedLengthEnv(batch, a.prompt_len, a.new_tokens, self.lm.config.vocab_size)
+
+    def rollout_phase(self) -> dict[str, Any]:
+        a, dev = self.args, self.device
+        _reset_peak(dev)
+        engine = self.engine = getattr(self, "engine", None) or RolloutEngine.for_env(self.lm, self.env, dev)
+        settings = DecodeSettings(temperature=1.0)
+
+        def ours(seed: int = 1):  # type: ignore[no-untyped-def]
+            with autocast(dev, "bfloat16"):
+                return engine.rollout(self.env, settings, generator=self.gen, seed=seed)
+
+        t0 = time.perf_counter()
+        ours(0)  # warm-up: compilation and graph capture
+        warm = time.perf_counter() - t0
+        times, ro = _timed(ours, a.repeats)
+        n = ro.n_tokens
+        out: dict[str, Any] = {
+            "rollout_tokens_per_s": n / float(np.median(times)),
+            "decode_tokens_per_s": n / float(ro.timings["generate"]),
+            "rollout_warmup_s": warm,
+        }
+        cache, comp = settings.resolved(dev)
+        out["decode_path"] = f"{cache} cache, compile {comp}, CUDA graphs {dev.type == 'cuda' and cache == 'static'}"
+        if cache == "static":
+            err = engine.static_decoder(comp).compile_error
+            if err:
+                out["decode_compile_error"] = err
+        # the eager dynamic decode of the same prompts and seed, for token agreement
+        ids, pm = ro.prompt_ids, ro.prompt_mask
+        with autocast(dev, "bfloat16"):
+            g1 = torch.Generator(device=dev).manual_seed(7)
+            g2 = torch.Generator(device=dev).manual_seed(7)
+            fast = engine.decode(ids, pm, a.new_tokens, settings, g1)
+            eager = engine.decode(ids, pm, a.new_tokens, DecodeSettings(temperature=1.0, cache="dynamic"), g2)
+        same = (fast.tokens == eager.tokens).float()
+        out["tokens_equal_to_eager"] = float(same.mean())
+        out["first_8_tokens_equal_to_eager"] = float(same[:, :8].mean())
+        out["eager_dynamic_tokens_per_s"] = n / eager.seconds
+        # model.generate with transformers' static cache, on a bf16 copy of the model
+        hf = copy.deepcopy(self.lm).to(torch.bfloat16)
+
+        def generate():  # type: ignore[no-untyped-def]
+            with torch.no_grad():
+                return hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=0,
+                                   max_new_tokens=a.new_tokens, min_new_tokens=a.new_tokens, pad_token_id=0,
+                                   cache_implementation="static")
+
+        t0 = time.perf_counter()
+        generate()
+        out["hf_static_warmup_s"] = time.perf_counter() - t0
+        hf_times, res = _timed(generate, a.repeats)
+        assert res.shape[1] - ids.shape[1] == a.new_tokens
+        out["hf_static_tokens_per_s"] = n / float(np.median(hf_times))
+        out["rollout_vs_hf_static"] = out["rollout_tokens_per_s"] / out["hf_static_tokens_per_s"]
+        out["rollout_peak_memory_gib"] = _peak_gib(dev)
+        return out
+
+    def _mfu(self, seconds: float, ro: Any, epochs: int, trainer: Any) -> float:
+        """The issue's MFU: fwd+bwd per epoch plus the no-grad forwards actually made (the
+        rollout policy's unless on-policy, the reference's when there is one)."""
+        tokens = ro.prompt_ids.numel() + ro.response_ids.numel()
+        nograd = int(not getattr(trainer, "on_policy", False)) + int(trainer.has_reference)
+        flops = 6 * self.params * tokens * epochs + 2 * self.params * tokens * nograd
+        return flops / seconds / (PEAK_TFLOPS * 1e12)
+
+    def train_phase(self, algo: str) -> dict[str, Any]:
+        a, dev = self.args, self.device
+        _reset_peak(dev)
+        minibatches = max(1, self.batch // a.minibatch_rows)
+        mbt = a.minibatch_rows * (a.prompt_len + a.new_tokens)
+        if algo not in self.trainers:
+            common = dict(model="gpt2-random", dtype="bfloat16", ppo_epochs=a.epochs,
+                          num_minibatches=minibatches, micro_batch_tokens=mbt, compile="auto")
+            lm = copy.deepcopy(self.lm)
+            if algo == "lm-ppo":
+                cfg: Any = LmPpoConfig(**common)
+                policy, reference = build_policy(lm, cfg)
+                policy.to(dev)
+                reference.to(dev)
+                made: Any = (PPOTrainer(policy, reference, cfg, dev), None)
+            else:
+                made = _grpo_trainer(lm, common, dev, a.group)
+            self.trainers[algo] = (made[0], made[1], RolloutEngine.for_env(made[0].policy.lm, self.env, dev))
+        trainer, options, engine = self.trainers[algo]
+        trainer.cfg.num_minibatches = minibatches  # minibatches of minibatch_rows rows at every batch size
+
+        def rollout(seed: int):  # type: ignore[no-untyped-def]
+            with autocast(dev, "bfloat16"):
+                return engine.rollout(self.env, DecodeSettings(temperature=1.0), generator=self.gen,
+                                      seed=seed, options=options)
+
+        ro = rollout(0)
+        t0 = time.perf_counter()
+        trainer.step(ro)  # warm-up: compilation
         _sync()
-        t2 = time.perf_counter()
-        roll_t.append(t1 - t0)
-        train_t.append(t2 - t1)
-        n_tok = ro.n_tokens
-        ids = ro.prompt_ids.to(device)
-        with torch.no_grad(), autocast(device, cfg.dtype):
-            _sync()
-            t3 = time.perf_counter()
-            out = policy.lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                                     top_k=0, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
-                                     pad_token_id=0)
-            _sync()
-            hf_t.append(time.perf_counter() - t3)
-        assert out.shape[1] - ids.shape[1] == args.new_tokens
-    result = {
-        "benchmark": "gpu_lm_ppo",
+        warm = time.perf_counter() - t0
+        times = []
+        for r in range(a.train_repeats):
+            ro = rollout(r + 1)
+            t, _ = _timed(lambda ro=ro: trainer.step(ro), 1)
+            times.append(t[0])
+        sec = float(np.median(times))
+        n = ro.n_tokens
+        out = {
+            "train_mfu": self._mfu(sec, ro, a.epochs, trainer),
+            "train_seconds_per_iteration": sec,
+            "train_tokens_per_s": n / sec,
+            "train_warmup_s": warm,
+            "train_minibatches": minibatches,
+            "train_micro_batch_tokens": mbt,
+            "train_peak_memory_gib": _peak_gib(dev),
+            "train_compiled": bool(trainer.compile_forward and trainer.compile_error is None),
+        }
+        if trainer.compile_error:
+            out["train_compile_error"] = trainer.compile_error
+        if algo != "lm-ppo":
+            out["group"] = a.group
+        return out
+
+
+def _grpo_trainer(lm: torch.nn.Module, common: dict[str, Any], dev: torch.device, group: int):  # type: ignore[no-untyped-def]
+    """lm-grpo's trainer for ``lm``: G completions per prompt, no value head, β = 0.04 with a
+    reference copy and the same epochs and minibatches as lm-ppo, so both make the same
+    passes (the lm-grpo default, β = 0 and one on-policy epoch, makes fewer)."""
+    from rlseek.agents.lm_grpo.config import LmGrpoConfig
+    from rlseek.agents.lm_grpo.trainer import CriticFreeTrainer
+
+    cfg = LmGrpoConfig(**common, group_size=group, kl_coef=GRPO_BETA)
+    policy, reference = build_policy(lm, cfg, value_head=False, reference=True)
+    policy.to(dev)
+    reference.to(dev)
+    return CriticFreeTrainer(policy, reference, cfg, dev, estimator="grpo"), {"group_size": group}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batches", type=int, nargs="+", default=[64, 256])
+    p.add_argument("--prompt-len", type=int, default=64)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--layers", type=int, default=12, help="GPT-2 layers (12: GPT-2 small; fewer for a smoke test)")
+    p.add_argument("--minibatch-rows", type=int, default=64, help="rows per PPO minibatch")
+    p.add_argument("--group", type=int, default=8, help="lm-grpo's completions per prompt")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--train-repeats", type=int, default=2)
+    p.add_argument("--phases", nargs="+", default=["rollout", "lm-ppo", "lm-grpo"])
+    p.add_argument("--time-budget", type=float, default=1e9, help="seconds; later phases are skipped")
+    p.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke test)")
+    p.add_argument("--figures", default=str(SOURCE_FIGURES / "gpu_lm_ppo.json"))
+    args = p.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("gpu_lm_ppo.py: needs a CUDA device (or --device cpu for a smoke test)", file=sys.stderr)
+        raise SystemExit(2)
+    device = torch.device(args.device)
+    t_start = time.perf_counter()
+    result: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-        "model": "GPT2Config() random init (12 layers, 768 dims, vocab 50257)",
-        "parameters": sum(p.numel() for p in policy.lm.parameters()),
-        "dtype": args.dtype,
-        "batch": args.batch, "prompt_len": args.prompt_len, "new_tokens": args.new_tokens,
-        "ppo_epochs": cfg.ppo_epochs, "num_minibatches": cfg.num_minibatches,
-        "rollout_tokens_per_s": n_tok / float(np.median(roll_t)),
-        "hf_generate_tokens_per_s": n_tok / float(np.median(hf_t)),
-        "rollout_vs_hf_generate": float(np.median(hf_t)) / float(np.median(roll_t)),
-        "train_tokens_per_s": n_tok / float(np.median(train_t)),
-        "train_token_passes_per_s": n_tok * cfg.ppo_epochs / float(np.median(train_t)),
-        "iteration_seconds": float(np.median(roll_t)) + float(np.median(train_t)),
-        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
-        "repeats": args.repeats,
+        "model": f"GPT2Config(n_layer={args.layers}) random init ({args.layers} layers, 768 dims, vocab 50257)",
+        "dtype": "float32 weights, bf16 autocast", "prompt_len": args.prompt_len,
+        "new_tokens": args.new_tokens, "epochs": args.epochs, "peak_tflops": PEAK_TFLOPS,
+        "transformers": __import__("transformers").__version__, "skipped": [],
     }
+    # rough phase costs (s) on an H200, compilation included, to skip what would not finish
+    cost = {"rollout": 90.0, "lm-ppo": 120.0, "lm-grpo": 120.0}
+    bench = Bench(args, device)
+    result["parameters"] = bench.params
+    for phase in args.phases:
+        for batch in args.batches:
+            bench.set_batch(batch)
+            tag = f"b{batch}_{phase.replace('-', '_')}"
+            if time.perf_counter() - t_start + cost[phase] > args.time_budget:
+                result["skipped"].append(tag)
+                continue
+            try:
+                figs = bench.rollout_phase() if phase == "rollout" else bench.train_phase(phase)
+            except ImportError as err:
+                result["skipped"].append(f"{tag} ({err})")
+                continue
+            result.update({f"{tag}_{k}": v for k, v in figs.items()})
+            print(json.dumps({tag: figs}), flush=True)
+            write_figures(args.figures, "gpu_lm_ppo", result)
+    result["total_seconds"] = time.perf_counter() - t_start
+    write_figures(args.figures, "gpu_lm_ppo", result)
     print(json.dumps(result))
+    print(f"wrote {Path(args.figures)}")
 
 
 if __name__ == "__main__":

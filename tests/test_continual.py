@@ -211,3 +211,79 @@ def test_sac_sequence_records_the_matrix_and_resumes(tmp_path: Path) -> None:
     assert again.summary["task_summaries"]["reacher-level2"]["resumed_from_step"] == 100
     assert again.summary["accuracy_matrix"][0] == summary["accuracy_matrix"][0]
     assert len(again.summary["accuracy_matrix"]) == 2
+
+
+# -- text --------------------------------------------------------------------------------------
+TEXT = {
+    "env": {"id": "rlseek/Arithmetic-v0"},
+    "agent": {"algo": "lm-ppo", "params": {"model": "rlseek/tiny-lm", "ppo_epochs": 1, "num_minibatches": 2}},
+    "run": {"n_envs": 8, "seed": 0, "device": "cpu", "torch_threads": 1, "eval_episodes": 16,
+            "eval_every": 1000, "checkpoint_every": 16,
+            "tasks": [{"env": {"kwargs": {"level": 0}}, "total_steps": 16},
+                      {"env": {"kwargs": {"level": 1}}, "total_steps": 16}],
+            "replay": {"fraction": 0.25, "capacity": 40}, "ewc": {"lambda": 10.0, "fisher_samples": 4}},
+}
+
+
+def _text_hooks(tmp_path: Path, lora: bool = False, **run: object):  # type: ignore[no-untyped-def]
+    from rlseek.continual.runner import spec_of
+    from rlseek.continual.state import TaskContext
+    from rlseek.continual.text import TextContinual, _rows
+
+    spec = spec_of(config_from_dict({**TEXT, "run": {**TEXT["run"], **run}}))
+    prev = tmp_path / "00"
+    past = ReservoirBuffer(10)
+    past.add(_rows([f"{i}+0=" for i in range(10)], [str(i) for i in range(10)]), task=0)
+    (prev / "continual").mkdir(parents=True)
+    past.save(prev / "continual" / "replay.npz")
+    return TextContinual(TaskContext(spec, 1, tmp_path / "01", prev), lora=lora)
+
+
+def test_text_replay_swaps_the_fraction_of_prompt_groups(tmp_path: Path) -> None:
+    from rlseek.envs.text import make_text_vector_env
+
+    hooks = _text_hooks(tmp_path)
+    env = make_text_vector_env("rlseek/Arithmetic-v0", 8, model="rlseek/tiny-lm", level=3)
+    try:
+        opts = hooks.mix(None, env, iteration=0)  # one prompt per row: 2 of 8 rows replayed
+        replayed = [i for i, p in enumerate(opts["prompts"]) if p.endswith("+0=")]
+        assert len(replayed) == 2 and all(opts["answers"][i] == opts["prompts"][i][:-3] for i in replayed)
+        grouped = {"prompts": [f"{g}{g}+{g}{g}-1=" for g in range(1, 5) for _ in range(2)], "answers": None}
+        opts = hooks.mix(grouped, env, iteration=1)  # 4 groups of 2 rows: one whole group replayed
+        swapped = [i for i, p in enumerate(opts["prompts"]) if p.endswith("+0=")]
+        assert len(swapped) == 2 and swapped[1] == swapped[0] + 1 and swapped[0] % 2 == 0
+        env.reset(options=opts)  # the env accepts the mixed prompts
+        opts = hooks.mix({"group_size": 2}, env, iteration=2)  # lm-grpo's groups: 1 of 4 swapped
+        rows = [p.endswith("+0=") for p in opts["prompts"]]
+        assert sum(rows) == 2 and rows.index(True) % 2 == 0 and rows[rows.index(True) + 1]
+        assert all(opts["prompts"][i] == opts["prompts"][i + 1] for i in range(0, 8, 2))
+        env.reset(options=opts)
+    finally:
+        env.close()
+    assert hooks.replayed == 6 and hooks.rows == 24
+
+
+def test_text_hooks_refuse_ewc_with_lora_and_replay_across_envs(tmp_path: Path) -> None:
+    with pytest.raises(RlseekError, match="lora: false"):
+        _text_hooks(tmp_path / "a", lora=True)
+    tasks = [{"env": "rlseek/Arithmetic-v0"}, {"env": "rlseek/Reviews-v0"}]
+    with pytest.raises(RlseekError, match="one env id"):
+        _text_hooks(tmp_path / "b", tasks=tasks, ewc=None)
+
+
+@pytest.mark.parametrize("algo", ["lm-ppo", "lm-grpo"])
+def test_text_sequence_starts_each_task_from_the_last_and_applies_ewc(algo: str, tmp_path: Path) -> None:
+    import rlseek
+
+    params = {**TEXT["agent"]["params"], **({"group_size": 2} if algo == "lm-grpo" else {})}
+    run = rlseek.train({**TEXT, "agent": {"algo": algo, "params": params}}, out=tmp_path / "run")
+    s = run.summary
+    assert s["tasks"] == ["arithmetic-level0", "arithmetic-level1"] and len(s["accuracy_matrix"]) == 2
+    second = yaml.safe_load((run.path / "tasks" / "01-arithmetic-level1" / "config.yaml").read_text())
+    assert second["agent"]["params"]["model"] == str((run.path / "tasks" / "00-arithmetic-level0" / "final").resolve())
+    late = s["task_summaries"]["arithmetic-level1"]["continual"]
+    # 2 iterations x 8 rows x 0.25 (lm-grpo: one of 4 groups of 2 rows per iteration)
+    assert late["replayed_rows"] == 2 * 2 and late["rollout_rows"] == 16
+    assert late["replay_kept"] == {"0": 16, "1": 16}
+    assert "fisher_mean" in s["task_summaries"]["arithmetic-level0"]["continual"]
+    assert late["ewc_penalty"] > 0 and s["task_summaries"]["arithmetic-level0"]["continual"]["ewc_penalty"] is None

@@ -31,21 +31,30 @@ LAYERS: dict[str, int] = {
     "rlseek.runtime": 0,
     # MLflow run tracking sits with the run directory it mirrors, so agents may log through it.
     "rlseek.tracking": 0,
+    # The torchrun world, gradient all-reduce and rank-0 run directory: under every trainer.
+    "rlseek.distributed": 0,
+    # Continual learning's data: the run.tasks spec (parsed with the config), the reservoir, the
+    # EWC penalty, the accuracy-matrix figures; its agent hooks and its runner sit higher.
+    "rlseek.continual": 0,
     # 1: the reward registry, its terms, and scoring with a learned reward model
     "rlseek.rewards": 1,
     # 2: Gymnasium environments, scored through the registry
     "rlseek.envs": 2,
     # 3: agents (SB3, lm-ppo) behind one interface
     "rlseek.agents": 3,
+    "rlseek.continual.robot": 3,
+    "rlseek.continual.text": 3,
     # 4: features built on agents and envs
     "rlseek.reward_models": 4,
     "rlseek.offline": 4,
     "rlseek.serving": 4,
+    "rlseek.continual.runner": 4,
     # 5: the Python API
     "rlseek.api": 5,
     # 6: what fills the registries, and the entry points
     "rlseek.builtins": 6,
     "rlseek.cli": 6,
+    "rlseek.__main__": 6,
     "rlseek.demo": 6,
     "rlseek": 6,
 }

@@ -48,7 +48,60 @@ def _vs_trl(f: dict[str, Any]) -> list[str]:
     return [f"TRL's best greedy exact match, {f['trl_best']:.3f}", *rows]
 
 
+def _continual(f: dict[str, Any]) -> list[str]:
+    """One README table row per method: ACC and BWT with their 95 % CIs (see bench_continual)."""
+    def cell(x: dict[str, float], spec: str) -> str:
+        return f"{_num(x['estimate'], spec)} [{_num(x['ci_low'], spec)}, {_num(x['ci_high'], spec)}]"
+
+    return [f"| {f['sequence']} | {m} | {cell(r['acc'], '.2f')} | {cell(r['bwt'], '+.2f')} |"
+            for m, r in f["methods"].items()]
+
+
+def _ci(d: dict[str, Any], spec: str) -> str:
+    return f"{_num(d['estimate'], spec)} [{_num(d['ci_low'], spec)}, {_num(d['ci_high'], spec)}]"
+
+
+def _moe(f: dict[str, Any]) -> list[str]:
+    rows = [f"| {n} | {r['sparse_ms']:.1f} | {r['dense_ms']:.1f} | **{r['dense_over_sparse']:.2f} ×** |"
+            for n, r in f["dispatch"]["experts"].items()]
+    p = f["ppo"]
+    return rows + [
+        f"| dense `[64, 64]` | {_ci(p['dense']['return']['iqm'], '.2f')} | "
+        f"{sum(p['dense']['steps_per_second']) / len(p['dense']['steps_per_second']):,.0f} |",
+        f"| MoE 4 experts, top-2 | {_ci(p['moe']['return']['iqm'], '.2f')} | "
+        f"{sum(p['moe']['steps_per_second']) / len(p['moe']['steps_per_second']):,.0f} |",
+        f"steps/s ratio MoE / dense {_ci(p['sps_ratio_moe_over_dense'], '.3f')}",
+        f"IQM difference MoE − dense {_ci(p['iqm_difference_moe_minus_dense'], '.2f')}",
+    ]
+
+
+def _stages(f: dict[str, Any]) -> list[str]:
+    return [f"steps ratio staged / constant {_ci(f['steps_ratio_staged_over_constant'], '.2f')}",
+            f"wall-time ratio {_ci(f['wall_s_ratio_staged_over_constant'], '.2f')}",
+            f"{f['staged']['reached']} of {f['seeds']} staged and {f['constant']['reached']} of "
+            f"{f['seeds']} constant runs reached it"]
+
+
+def _mixture(f: dict[str, Any]) -> list[str]:
+    return [f"| {name} | {m['requested']:.3f} | {m['realised']:.3f} [{m['realised_ci'][0]:.3f}, "
+            f"{m['realised_ci'][1]:.3f}] | {m['prompts']} | {m['terms']['accuracy']:.3f} |"
+            for name, m in f["sources"].items()]
+
+
+def _distributed(f: dict[str, Any]) -> list[str]:
+    """One README table row per trainer: weight difference and wall times, 1 vs 2 processes."""
+    return [f"| {name} | {r['max_weight_diff']:.1e} | {r['train_seconds_1']:.1f} | {r['train_seconds_2']:.1f} | "
+            f"{r['speedup']:.2f} × |" for name, r in ((k, f[k]) for k in ("lm-ppo", "lm-grpo", "reward-model"))]
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "bench_distributed": _distributed,
+    "bench_moe_stages_moe": _moe,
+    "bench_moe_stages_stages_robot": _stages,
+    "bench_moe_stages_stages_text": _stages,
+    "bench_moe_stages_mixture": _mixture,
+    "continual_robot": _continual,
+    "continual_text": _continual,
     "bench_robot_env": lambda f: [f"steps/s ratio **{f['ratio']:.3f}**"],
     "bench_text_env": lambda f: [
         f"tokens/s ratio **{f['ratio']:.3f}** ({f['env_tokens_per_second']:,.0f} vs "
@@ -56,6 +109,18 @@ CHECKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     ],
     "demo-quick": _demo,
     "bench_vs_trl_grpo": _vs_trl,
+    "gpu_lm_ppo": lambda f: [
+        f"| rollout (decode + env stepping) | **{f['b64_rollout_rollout_tokens_per_s']:,.0f}** tokens/s | "
+        f"**{f['b256_rollout_rollout_tokens_per_s']:,.0f}** tokens/s |",
+        f"| {f['b64_rollout_hf_static_tokens_per_s']:,.0f} tokens/s | {f['b256_rollout_hf_static_tokens_per_s']:,.0f} tokens/s |",
+        f"| ratio | **{f['b64_rollout_rollout_vs_hf_static']:.2f} ×** | **{f['b256_rollout_rollout_vs_hf_static']:.2f} ×** |",
+        f"| lm-ppo training MFU | **{100 * f['b64_lm_ppo_train_mfu']:.1f} %** "
+        f"({f['b64_lm_ppo_train_seconds_per_iteration']:.3f} s / iteration) | **{100 * f['b256_lm_ppo_train_mfu']:.1f} %**",
+        f"training MFU | **{100 * f['b64_lm_grpo_train_mfu']:.1f} %** "
+        f"({f['b64_lm_grpo_train_seconds_per_iteration']:.3f} s) | **{100 * f['b256_lm_grpo_train_mfu']:.1f} %**",
+        f"| {f['b64_rollout_rollout_peak_memory_gib']:.1f} / {f['b64_lm_ppo_train_peak_memory_gib']:.1f} / "
+        f"{f['b64_lm_grpo_train_peak_memory_gib']:.1f} GiB |",
+    ],
 }
 
 

@@ -108,3 +108,47 @@ def test_bad_stages_in_a_config_exit_2_with_one_line(
     err = capsys.readouterr().err.strip()
     assert "steps add up to 64 but run.total_steps is 100" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_lm_ppo_stages_change_the_rollout_rows_and_run_a_curriculum(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    stages = [{"steps": 16, "batch_size": 8},
+              {"steps": 8, "batch_size": 4, "curriculum": True, "threshold": 0.01, "window": 1},
+              {"steps": 4, "batch_size": 4}]
+    cfg = {"env": {"id": "rlseek/Arithmetic-v0", "kwargs": {"max_new_tokens": 4}},
+           "agent": {"algo": "lm-ppo", "params": {"ppo_epochs": 1, "num_minibatches": 1}},
+           "run": {"total_steps": 28, "n_envs": 8, "eval_episodes": 4, "eval_every": 100,
+                   "checkpoint_every": 100, "tracking": False, "stages": stages}}
+    out = tmp_path / "run"
+    assert main(["train", str(write(tmp_path, cfg)), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completions"] == 28 and summary["iterations"] == 5
+    recs = summary["stages"]
+    assert [(r["batch_size"], r["start_iteration"]) for r in recs] == [(8, 0), (4, 2), (4, 4)]
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    assert "curriculum/level" in acc.Tags()["scalars"]
+
+
+def test_lm_ppo_curriculum_stage_needs_levels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = {"env": {"id": "rlseek/Reviews-v0", "kwargs": {"max_new_tokens": 4}},
+           "agent": {"algo": "lm-ppo", "params": {"ppo_epochs": 1, "num_minibatches": 1}},
+           "run": {"total_steps": 4, "n_envs": 4, "eval_episodes": 2, "tracking": False,
+                   "stages": [{"steps": 4, "batch_size": 4, "curriculum": True}]}}
+    assert main(["train", str(write(tmp_path, cfg)), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "run.stages[0].curriculum needs an env with difficulty levels below" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_lm_grpo_stage_batches_must_hold_whole_groups(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = {"env": {"id": "rlseek/Arithmetic-v0"},
+           "agent": {"algo": "lm-grpo", "params": {"group_size": 4}},
+           "run": {"total_steps": 14, "n_envs": 8, "tracking": False,
+                   "stages": [{"steps": 8, "batch_size": 8}, {"steps": 6, "batch_size": 6}]}}
+    assert main(["train", str(write(tmp_path, cfg)), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'run.stages[1].batch_size' must be a multiple of agent.params.group_size (4), got 6" in err

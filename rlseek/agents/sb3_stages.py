@@ -4,8 +4,9 @@ See :mod:`rlseek.agents.stages` for the stage format. Here a stage's ``batch_siz
 rollout size of on-policy algos (``n_steps = batch_size // n_envs``, the rollout buffer rebuilt;
 PPO's minibatch stays the configured one, capped at the rollout) and the gradient minibatch of
 off-policy algos. A curriculum stage sets every env copy to level 0 and promotes all copies
-together by :class:`~rlseek.agents.stages.CurriculumRule` over the episodes they finish; the
-stage after it returns the envs to the configured level. Evaluation always plays the
+together by :class:`~rlseek.agents.stages.CurriculumRule` over the episodes they finish, up
+to the configured level (``env.kwargs.level``, else the native task); the stage after it
+returns the envs to the configured level. Evaluation always plays the
 configured level, so scores from all stages compare. SB3 finishes a rollout before it checks
 the step budget, so an on-policy stage may run up to one rollout past its end (the next stage
 is shorter by as much).
@@ -78,12 +79,13 @@ def learn_in_stages(model: BaseAlgorithm, stages: list[Stage], callbacks: list[B
         apply_stage(model, stage, minibatch)
         cbs = list(callbacks)
         curriculum = None
-        if stage.curriculum:
-            curriculum = StageCurriculumCallback(stage, _num_levels(model, env_id))
-            cbs.append(curriculum)
-        elif any(s.curriculum for s in stages[:i]):
-            native = _num_levels(model, env_id) - 1
-            model.get_env().env_method("set_level", native if level is None else int(level))
+        if stage.curriculum or any(s.curriculum for s in stages[:i]):
+            top = _num_levels(model, env_id) - 1 if level is None else int(level)
+            if stage.curriculum:
+                curriculum = StageCurriculumCallback(stage, top + 1)
+                cbs.append(curriculum)
+            else:
+                model.get_env().env_method("set_level", top)
         start = int(model.num_timesteps)
         end = min(total, stage_end(stages, i))
         model.learn(total_timesteps=end - start, callback=cbs,

@@ -14,8 +14,9 @@ meaningful:
 ``curriculum: true`` makes a stage start at the env's easiest level (0) and promote one level
 at a time by :class:`CurriculumRule`: once the last ``window`` finished episodes (default 50)
 have a success rate of at least ``threshold`` (default 0.8), the level rises and the window
-is cleared — the rule of :class:`rlseek.envs.wrappers.CurriculumWrapper`. A stage without
-curriculum plays the env at the level its config sets. The stage in force is a function of
+is cleared — the rule of :class:`rlseek.envs.wrappers.CurriculumWrapper` — up to the level the
+config sets (``env.kwargs.level``, else the env's default: the native task for the robots,
+level 1 for Arithmetic), never past it. A stage without curriculum plays the configured level. The stage in force is a function of
 the step count alone, so a resumed run picks up in the right stage (a curriculum stage
 restarts its level at 0 on resume, noted in the summary as a promotion history restart).
 """
@@ -26,6 +27,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 from rlseek.errors import ConfigError
 
@@ -139,3 +142,71 @@ class CurriculumRule:
             self.promotions.append([self.episodes, self.level])
             return self.level
         return None
+
+
+def iteration_rows(stages: Sequence[Stage], total_steps: int, n_envs: int) -> list[int]:
+    """Rows (completions) of each lm iteration: ``ceil(steps / batch_size)`` iterations of
+    ``batch_size`` rows per stage, or without stages ``ceil(total_steps / n_envs)`` of
+    ``n_envs`` rows."""
+    if not stages:
+        return [int(n_envs)] * -(-int(total_steps) // int(n_envs))
+    return [s.batch_size for s in stages for _ in range(-(-s.steps // s.batch_size))]
+
+
+def iteration_stage(stages: Sequence[Stage], iteration: int) -> int:
+    """Index of the stage that 0-based lm ``iteration`` belongs to (see :func:`iteration_rows`)."""
+    end = 0
+    for i, s in enumerate(stages):
+        end += -(-s.steps // s.batch_size)
+        if iteration < end:
+            return i
+    return len(stages) - 1
+
+
+class TextStages:
+    """What the lm agents do per iteration under ``run.stages``: resize the text vector env to
+    the stage's rows, run a curriculum stage's promotion rule over the rollouts' successes
+    (``is_success`` per completion), and keep one record per stage entered."""
+
+    def __init__(self, stages: Sequence[Stage], env: Any) -> None:
+        self.stages = list(stages)
+        self.env = env
+        self.base_level = int(getattr(env, "level", 0))
+        """The configured level, restored after a curriculum stage."""
+        self.current: int | None = None
+        self.rule: CurriculumRule | None = None
+        self.records: list[dict[str, Any]] = []
+
+    def enter(self, iteration: int, rows: int) -> None:
+        """Switch to the stage of 0-based ``iteration`` (``rows`` completions) if it changed."""
+        if not self.stages:
+            return
+        i = iteration_stage(self.stages, iteration)
+        if i == self.current:
+            return
+        self.current, stage = i, self.stages[i]
+        if self.env.num_envs != rows:
+            self.env.resize(rows)
+        if stage.curriculum:
+            if int(getattr(self.env, "num_levels", 1)) < 2 or self.base_level == 0:
+                raise ConfigError(f"run.stages[{i}].curriculum needs an env with difficulty "
+                                  f"levels below the configured one (rlseek/Arithmetic-v0 at "
+                                  f"level >= 1); {self.env.env_id} at level {self.base_level} "
+                                  "has none")
+            self.rule = CurriculumRule(self.base_level + 1, stage.threshold, stage.window)
+            self.env.set_level(0)
+        else:
+            self.rule = None
+            self.env.set_level(self.base_level)
+        self.records.append({"index": i, "batch_size": rows, "curriculum": stage.curriculum,
+                             "start_iteration": iteration, "promotions": []})
+
+    def observe(self, rollout: Any) -> dict[str, float]:
+        """Feed a rollout's successes to a curriculum stage's rule; returns scalars to log."""
+        if self.rule is None:
+            return {}
+        for success in np.asarray(rollout.success, dtype=bool).reshape(-1):
+            if self.rule.observe(bool(success)) is not None:
+                self.env.set_level(self.rule.level)
+        self.records[-1]["promotions"] = [list(p) for p in self.rule.promotions]
+        return {"curriculum/level": float(self.rule.level)}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -80,11 +81,11 @@ class EwcPenalty:
     def penalty(self, params: NamedParams) -> torch.Tensor:
         """The penalty as a differentiable scalar (0 before any task is anchored)."""
         self._check(params)
-        out = torch.zeros(())
+        out: Any = 0.0
         for fisher, anchor in self.terms:
             for n, p in params.items():
                 out = out + (fisher[n].to(p.device) * (p.float() - anchor[n].to(p.device)) ** 2).sum()
-        return 0.5 * self.lam * out
+        return 0.5 * self.lam * out if isinstance(out, torch.Tensor) else torch.zeros(())
 
     @torch.no_grad()
     def add_gradient(self, params: NamedParams) -> float:

@@ -41,8 +41,9 @@ def task_config(config: ExperimentConfig, task: TaskSpec) -> ExperimentConfig:
 
 
 def accuracy_of(result: dict[str, Any]) -> float:
-    """The task family's accuracy in an evaluation: text ``accuracy``, robot ``success_rate``."""
-    for key in ("accuracy", "success_rate"):
+    """The task family's accuracy in an evaluation: Arithmetic's ``exact_match``, a robot's
+    ``success_rate``, Reviews' ``positive_fraction``."""
+    for key in ("exact_match", "success_rate", "positive_fraction"):
         value = result.get(key)
         if isinstance(value, (int, float)):
             return float(value)
@@ -57,6 +58,16 @@ def check_supported(agent_cls: type, config: ExperimentConfig) -> None:
         ok = [a for a in list_agents() if getattr(get_agent_class(a), "supports_continual", False)]
         raise RlseekError(f"{config.source}: run.tasks is not supported by algo '{config.agent.algo}'; "
                           f"algos with continual learning: {', '.join(ok)}")
+
+
+def _await_record(tracker: Any, timeout_s: float = 60.0) -> None:
+    """Wait (at most ``timeout_s``) until the sequence's MLflow run exists. Its worker may be
+    creating a new sqlite store; a task's worker creating the same store at the same moment
+    fails (SQLAlchemy: duplicate column), losing the sequence's record."""
+    start = time.monotonic()
+    while (tracker is not None and tracker.enabled and not tracker.failed and tracker.run_id is None
+           and time.monotonic() - start < timeout_s):
+        time.sleep(0.05)
 
 
 def _task_dir(run: Run, i: int, task: TaskSpec) -> Path:
@@ -78,12 +89,20 @@ def train_sequence(run: Run, *, resume: bool = False, progress: bool = False,
     state_path = run.path / PROGRESS_FILE
     state = json.loads(state_path.read_text()) if resume and state_path.is_file() else {"rows": [], "tasks": {}}
     parent_uid = run.meta.get("run_uid")
+    _await_record(getattr(run, "tracker", None))
     started = time.monotonic()
     previous: Path | None = None
     for i, task in enumerate(spec.tasks):
         tdir = _task_dir(run, i, task)
         ctx = TaskContext(spec, i, tdir, previous, seed=int(cfg.run.seed))
-        agent = agent_cls(task_config(cfg, task))
+        tcfg = task_config(cfg, task)
+        if (tdir / "meta.json").is_file():
+            tcfg = Run.open(tdir).config  # what the task recorded (its starting model included)
+        elif agent_cls.env_kind == "text" and previous is not None:
+            # Text policies start from the previous task's final model (see rlseek.continual.text).
+            params = {**tcfg.agent.params, "model": str((previous / "final").resolve())}
+            tcfg = dataclasses.replace(tcfg, agent=dataclasses.replace(tcfg.agent, params=params))
+        agent = agent_cls(tcfg)
         agent.continual = ctx
         if not (tdir / "meta.json").is_file() or not Run.open(tdir).is_finished:
             child = Run.open(tdir) if (tdir / "meta.json").is_file() else None

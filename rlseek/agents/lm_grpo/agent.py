@@ -49,6 +49,10 @@ class LmGrpoAgent(LmAgent):
             raise ConfigError(f"field 'run.n_envs' must be a multiple of agent.params.group_size "
                               f"({g}): each iteration answers n_envs / group_size prompts "
                               f"group_size times, got {n}")
+        for i, stage in enumerate(config.run.stages or []):
+            if stage["batch_size"] % g:
+                raise ConfigError(f"field 'run.stages[{i}].batch_size' must be a multiple of "
+                                  f"agent.params.group_size ({g}), got {stage['batch_size']}")
         return super().resolve_config(config)
 
     def _build_policy(self, lm: Any, cfg: Any) -> tuple[Any, Any]:

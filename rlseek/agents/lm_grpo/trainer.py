@@ -94,15 +94,11 @@ class CriticFreeTrainer(LmTrainer):
         alpha, beta = self.ent_ctl.value, self.kl_ctl.value
         logits, _ = self.forward(self.policy.lm, mb)
         mask = mb["mask"]
-        logp = core.logprobs_of(logits, mb["response_ids"], mask)
+        logp, entropy = self.token_stats(logits, mb["response_ids"], mask, entropy_grad=alpha > 0)
         old = mb["old_logp"] if "old_logp" in mb else logp.detach()
         pg, pstats = critic_free_policy_loss(logp, old, mb["advantages"], mask, cfg.clip_range,
                                              cfg.loss_norm)
-        if alpha > 0:
-            ent = reduce_tokens(core.entropy_of(logits), mask, cfg.loss_norm)
-        else:
-            with torch.no_grad():
-                ent = reduce_tokens(core.entropy_of(logits), mask, cfg.loss_norm)
+        ent = reduce_tokens(entropy, mask, cfg.loss_norm)  # detached when α = 0
         loss = pg - alpha * ent
         parts = {"losses/policy_loss": pg, "losses/entropy": ent,
                  "losses/approx_kl": pstats["approx_kl"], "losses/clipfrac": pstats["clipfrac"]}

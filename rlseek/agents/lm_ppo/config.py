@@ -116,6 +116,25 @@ class LmPolicyConfig(AgentConfig):
     peak memory falls. Must not exceed the minibatch size."""
     early_stop_kl: float | None = None
     """SB3's ``target_kl``: stop the epochs of an iteration once approx_kl > 1.5 × this."""
+    micro_batch_tokens: int | None = None
+    """Token budget of one micro-batch (rows × padded sequence length, prompt + response):
+    when set, each minibatch's rows are sorted by length and packed greedily into
+    micro-batches of at most this many tokens (at least one row each), each trimmed to its
+    own longest prompt and response, and the same budget chunks the no-grad old/reference
+    pass; it replaces ``grad_accum_steps``. The gradient equals the unsplit minibatch's (each
+    micro-batch's loss is weighted by its share of the tokens). null: ``grad_accum_steps``
+    equal-count splits. Throughput on a GPU wants large micro-batches (64 × 192 tokens on an
+    H200), memory small ones."""
+
+    # -- speed ----------------------------------------------------------------------------------
+    compile: Any = "auto"  # true, false or "auto" (checked in validate)
+    """``torch.compile`` the policy's teacher-forced forward (training and the no-grad pass):
+    true / false, or "auto" (on CUDA only; compilation costs tens of seconds per new shape,
+    which a CPU run would not earn back). A forward that fails to compile runs eagerly."""
+    decode_cache: str = "auto"
+    """Rollout decode loop (``DecodeSettings.cache``): "dynamic" (eager, growing KV cache),
+    "static" (pre-allocated cache; on CUDA one CUDA graph per shape bucket) or "auto"
+    (static on CUDA, dynamic elsewhere). Both give the same tokens."""
 
     # -- evaluation / misc --------------------------------------------------------------------
     eval_temperature: float = 0.0
@@ -182,6 +201,13 @@ class LmPolicyConfig(AgentConfig):
                 "k1's gradient is zero in expectation; use 'k2' or 'k3' (GRPO), or kl_penalty: reward")
         if self.early_stop_kl is not None and self.early_stop_kl <= 0:
             raise self._bad(where, "early_stop_kl", "> 0 or null")
+        mbt = self.micro_batch_tokens
+        if mbt is not None and (isinstance(mbt, bool) or not isinstance(mbt, int) or mbt <= 0):
+            raise self._bad(where, "micro_batch_tokens", "a positive integer (tokens) or null")
+        if self.compile not in (True, False, "auto"):
+            raise self._bad(where, "compile", "true, false or 'auto'")
+        if self.decode_cache not in ("dynamic", "static", "auto"):
+            raise self._bad(where, "decode_cache", "'dynamic', 'static' or 'auto'")
 
 
 @dataclass

@@ -71,6 +71,19 @@ def logprobs_of(logits: torch.Tensor, tokens: torch.Tensor,
     return out if mask is None else torch.where(mask > 0, out, torch.zeros_like(out))
 
 
+def logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None,
+                         entropy_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`logprobs_of` and :func:`entropy_of` from one log-softmax (the same numbers):
+    (B, T, V), (B, T) -> two (B, T). ``entropy_grad=False`` detaches the entropy (a figure,
+    not a loss term: no backward through it). The trainers compile this on CUDA, where the
+    fused kernels read the (B, T, V) float32 logits once instead of several times."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    out = torch.gather(logp, -1, tokens.unsqueeze(-1)).squeeze(-1)
+    out = out if mask is None else torch.where(mask > 0, out, torch.zeros_like(out))
+    lp = logp if entropy_grad else logp.detach()
+    return out, -(lp.exp() * lp).sum(-1)
+
+
 def entropy_of(logits: torch.Tensor) -> torch.Tensor:
     """Entropy (nats) of softmax(logits) per position: (B, T, V) -> (B, T)."""
     logp = torch.log_softmax(logits.float(), dim=-1)

@@ -20,6 +20,7 @@ advantages), per minibatch :meth:`LmTrainer.accumulate` → :meth:`LmTrainer.mic
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,14 @@ import torch
 from torch import nn
 
 from rlseek.agents.lm_ppo import core
+from rlseek.agents.lm_ppo.batching import host_floats, make_optimizer, token_budget_groups
+from rlseek.agents.lm_ppo.batching import trim as trim  # re-exported (continual.text uses it)
 from rlseek.agents.lm_ppo.config import LmPolicyConfig, LmPpoConfig
 from rlseek.agents.lm_ppo.controllers import EntropyController, make_kl_controller
 from rlseek.agents.lm_ppo.model import PolicyWithValueHead, forward_response, sequence_inputs
+from rlseek.agents.lm_ppo.sharding import BatchShard
+from rlseek.distributed import World
+from rlseek.distributed.grads import all_reduce_gradients
 from rlseek.envs.text.rollout import Rollout
 from rlseek.statistics import RunningMeanStd
 
@@ -50,24 +56,6 @@ def set_matmul_precision(device: torch.device, tf32: bool) -> None:
         mode = "tf32" if tf32 else "ieee"
         torch.backends.cuda.matmul.fp32_precision = mode
         torch.backends.cudnn.conv.fp32_precision = mode
-
-
-def trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop prompt columns that are padding in every row and response columns past the
-    longest response, so a minibatch costs only as much as its longest sequence."""
-    keep_p = batch["prompt_mask"].any(0).nonzero()
-    start = int(keep_p[0]) if len(keep_p) else 0
-    keep_r = batch["mask"].any(0).nonzero()
-    end = int(keep_r[-1]) + 1 if len(keep_r) else 1
-    out = {}
-    for key, value in batch.items():
-        if key.startswith("prompt_"):
-            out[key] = value[:, start:]
-        elif value.dim() == 2:
-            out[key] = value[:, :end]
-        else:
-            out[key] = value
-    return out
 
 
 class LmTrainer:
@@ -93,11 +81,22 @@ class LmTrainer:
             raise ValueError("lr_schedule 'linear' needs total_iterations")
         self.iteration = 0
         set_matmul_precision(device, cfg.tf32)
-        self.optimizer = torch.optim.Adam(policy.trainable_parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.optimizer = make_optimizer(policy.trainable_parameters(), cfg.learning_rate, device)
+        self.compile_forward = cfg.compile is True or (cfg.compile == "auto" and device.type == "cuda")
+        self.compile_error: str | None = None
+        self._compiled: Any = None
+        self._compiled_stats: Any = None
+        self._host: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.kl_ctl = make_kl_controller(cfg.kl_control, cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
         self.ent_ctl = EntropyController(cfg.ent_coef, cfg.ent_control == "adaptive",
                                          cfg.ent_target, cfg.ent_rate, cfg.ent_coef_max)
         self.shuffle_gen = torch.Generator()
+        self.shard = BatchShard(0, World())
+        """This rank's rows of the global batch (set by the agent under torchrun; alone, the
+        whole batch): see :mod:`rlseek.agents.lm_ppo.sharding`."""
+        self.extra_loss: Callable[[], torch.Tensor] | None = None
+        """A loss term added to every micro-batch's loss (weighted by its share, so once per
+        minibatch), logged as ``losses/extra``: continual learning's EWC penalty."""
 
     @property
     def has_reference(self) -> bool:
@@ -116,9 +115,62 @@ class LmTrainer:
         """Teacher-forced (logits, values) of ``mb``'s responses under ``lm`` (values None
         without ``value_head``); see :func:`forward_response`."""
         inputs = sequence_inputs(mb["prompt_ids"], mb["prompt_mask"], mb["response_ids"], mb["mask"])
+        args = (lm, inputs, mb["response_ids"].shape[1], self.cfg.temperature, value_head)
+        kw = {"vocab_size": self.vocab_size, "banned_ids": self.banned_ids}
         with autocast(self.device, self.cfg.dtype):
-            return forward_response(lm, inputs, mb["response_ids"].shape[1], self.cfg.temperature,
-                                    value_head, vocab_size=self.vocab_size, banned_ids=self.banned_ids)
+            if self.compile_forward and self.compile_error is None:
+                if self._compiled is None:
+                    self._compiled = torch.compile(forward_response)
+                try:
+                    return self._compiled(*args, **kw)
+                except Exception as err:  # noqa: BLE001 - a compiler failure: run eagerly from now on
+                    self.compile_error = f"{type(err).__name__}: {err}"[:300]
+            return forward_response(*args, **kw)
+
+    def token_stats(self, logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, *,
+                    entropy_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-prob of each token, entropy per position) of (B, T, V) logits, as
+        :func:`core.logprobs_and_entropy`; compiled along with the forward (``compile``)."""
+        if self.compile_forward and self.compile_error is None:
+            if self._compiled_stats is None:
+                self._compiled_stats = torch.compile(core.logprobs_and_entropy)
+            try:
+                return self._compiled_stats(logits, tokens, mask, entropy_grad)
+            except Exception as err:  # noqa: BLE001 - a compiler failure: run eagerly from now on
+                self.compile_error = f"{type(err).__name__}: {err}"[:300]
+        return core.logprobs_and_entropy(logits, tokens, mask, entropy_grad)
+
+    # -- rows, lengths and micro-batches (host-side: no device sync in the update loop) ---------
+    def host_masks(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's prompt and response masks on the host (copied once per batch)."""
+        if self._host is None or self._host[0] is not batch["mask"]:  # held: no id reuse
+            self._host = (batch["mask"], batch["prompt_mask"].detach().cpu(), batch["mask"].detach().cpu())
+        return self._host[1], self._host[2]
+
+    def rows_of(self, batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``batch``'s ``rows`` (host ids), trimmed as :func:`trim` does, with the bounds
+        read from the host masks instead of the device."""
+        rows = rows.cpu()
+        pm, m = self.host_masks(batch)
+        keep_p = pm[rows].any(0).nonzero()
+        start = int(keep_p[0]) if len(keep_p) else 0
+        keep_r = m[rows].any(0).nonzero()
+        end = int(keep_r[-1]) + 1 if len(keep_r) else 1
+        dev_rows = rows.to(batch["mask"].device, non_blocking=True)
+        out = {}
+        for key, value in batch.items():
+            value = value[dev_rows]
+            if key.startswith("prompt_"):
+                out[key] = value[:, start:]
+            elif value.dim() == 2:
+                out[key] = value[:, :end]
+            else:
+                out[key] = value
+        return out
+
+    def _budget_groups(self, batch: dict[str, torch.Tensor], rows: torch.Tensor) -> list[torch.Tensor]:
+        pm, m = self.host_masks(batch)
+        return token_budget_groups(pm.sum(1), m.sum(1), rows.cpu(), int(self.cfg.micro_batch_tokens or 0))
 
     def _chunks(self, n: int, order: torch.Tensor | None = None) -> list[torch.Tensor]:
         idx = order if order is not None else torch.arange(n)
@@ -127,7 +179,8 @@ class LmTrainer:
     @torch.no_grad()
     def logprob_pass(self, batch: dict[str, torch.Tensor], *, values: bool = False
                      ) -> dict[str, torch.Tensor]:
-        """One no-grad pass over the batch (in ``num_minibatches`` chunks): the rollout
+        """One no-grad pass over the batch (in ``num_minibatches`` chunks, or chunks of
+        ``micro_batch_tokens`` tokens when that is set): the rollout
         policy's ``old_logp`` and per-token ``entropy``, the reference's ``ref_logp`` (equal
         to ``old_logp`` when there is no reference, so every KL is 0) and, with ``values``,
         the value head's ``old_values``; all (B, T), 0 on padding."""
@@ -136,12 +189,15 @@ class LmTrainer:
         if values:
             out["old_values"] = torch.zeros(B, T, device=self.device)
         head = self.policy.value_head if values else None
-        for idx in self._chunks(B):
-            mb = trim({k: v[idx] for k, v in batch.items()})
+        chunks = (self._budget_groups(batch, torch.arange(B)) if self.cfg.micro_batch_tokens
+                  else self._chunks(B))
+        for idx in chunks:
+            mb = self.rows_of(batch, idx)
+            idx = idx.to(self.device)
             t = mb["response_ids"].shape[1]
             logits, vals = self.forward(self.policy.lm, mb, head)
-            out["old_logp"][idx, :t] = core.logprobs_of(logits, mb["response_ids"], mb["mask"])
-            out["entropy"][idx, :t] = core.entropy_of(logits)
+            out["old_logp"][idx, :t], out["entropy"][idx, :t] = self.token_stats(
+                logits, mb["response_ids"], mb["mask"])
             if values:
                 out["old_values"][idx, :t] = vals.float()
             if not self.has_reference:
@@ -173,23 +229,44 @@ class LmTrainer:
         return mask.sum()
 
     # -- the update ---------------------------------------------------------------------------
-    def micro_batches(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        """Split a minibatch's row indices into ``grad_accum_steps`` micro-batches."""
+    def micro_batches(self, idx: torch.Tensor, batch: dict[str, torch.Tensor] | None = None
+                      ) -> list[torch.Tensor]:
+        """Split a minibatch's row indices (host) into micro-batches: token-budget groups
+        when ``micro_batch_tokens`` is set (see :func:`token_budget_groups`), else
+        ``grad_accum_steps`` equal-count splits."""
+        if self.cfg.micro_batch_tokens and batch is not None:
+            return self._budget_groups(batch, idx)
         return list(torch.tensor_split(idx, min(self.cfg.grad_accum_steps, len(idx))))
 
     def accumulate(self, batch: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Backward of the minibatch ``idx`` over its micro-batches, each loss weighted by
         its share of the minibatch's :meth:`loss_units`, so the accumulated gradient equals
-        the unaccumulated one; returns the loss parts, weighted the same way (detached)."""
-        total = self.loss_units(batch["mask"][idx]).clamp_min(1.0)
+        the unaccumulated one; returns the loss parts, weighted the same way (detached).
+
+        Under torchrun ``idx`` is this rank's part of a global minibatch: the shares are of
+        the units of all ranks, the gradients and parts are summed over ranks afterwards, so
+        every rank ends with the one-process gradient of the whole minibatch. A rank owning no
+        row of it backpropagates one of its rows with weight 0 (the same collectives on every
+        rank, and the parts' keys)."""
+        split = self.shard.split
+        total = self.shard.total(self.loss_units(batch["mask"][idx])).clamp_min(1.0)
         parts: dict[str, torch.Tensor] = {}
-        for micro in self.micro_batches(idx):
-            mb = trim({k: v[micro] for k, v in batch.items()})
-            share = self.loss_units(mb["mask"]) / total
+        empty = split and len(idx) == 0
+        micros = self.micro_batches(idx, batch) if not empty else [torch.zeros(1, dtype=torch.long)]
+        for micro in micros:
+            mb = self.rows_of(batch, micro)
+            share = self.loss_units(mb["mask"]) / total * (0.0 if empty else 1.0)
             loss, micro_parts = self.micro_loss(mb)
+            if self.extra_loss is not None:
+                extra = self.extra_loss()
+                loss = loss + extra
+                micro_parts = {**micro_parts, "losses/extra": extra}
             (loss * share).backward()
             for key, val in micro_parts.items():
                 parts[key] = parts.get(key, 0.0) + val.detach() * share
+        if split:
+            all_reduce_gradients(self.policy.trainable_parameters())
+            parts = self.shard.reduce_parts(parts)
         return parts
 
     def optimizer_step(self) -> torch.Tensor:
@@ -207,14 +284,16 @@ class LmTrainer:
         ends the iteration.
         """
         cfg = self.cfg
-        B = batch["response_ids"].shape[0]
-        sums: dict[str, list[float]] = {}
+        # Minibatches are drawn over the global batch's rows; each rank keeps those it owns.
+        B = batch["response_ids"].shape[0] * self.shard.world.world_size
+        sums: dict[str, list[Any]] = {}
         stopped = False
+        self.host_masks(batch)
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(B, generator=self.shuffle_gen)
-            for idx in self._chunks(B, order):
+            for idx in self._chunks(B, order):  # host ids; figures stay on the device
                 self.optimizer.zero_grad(set_to_none=True)
-                idx = idx.to(batch["mask"].device)
+                idx = self.shard.local(idx)
                 parts = self.accumulate(batch, idx)
                 if cfg.early_stop_kl is not None and float(parts["losses/approx_kl"]) > 1.5 * cfg.early_stop_kl:
                     # SB3's target_kl: this minibatch already moved too far; skip it and stop.
@@ -223,10 +302,10 @@ class LmTrainer:
                     break
                 parts["losses/grad_norm"] = self.optimizer_step()
                 for key, val in parts.items():
-                    sums.setdefault(key, []).append(float(val))
+                    sums.setdefault(key, []).append(val.detach() if isinstance(val, torch.Tensor) else val)
             if stopped:
                 break
-        stats = {k: float(np.mean(v)) for k, v in sums.items()}
+        stats = {k: float(np.mean(host_floats(v))) for k, v in sums.items()}
         stats["losses/early_stopped"] = float(stopped)
         return stats
 
@@ -236,9 +315,10 @@ class LmTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch, stats = self.prepare(ro)
+        stats = self.shard.mean_scalars(stats)  # the controllers see the global batch's figures
         stats["charts/learning_rate"] = lr
         stats.update(self.update(batch))
-        self.kl_ctl.update(stats["charts/kl_ref"], len(ro))
+        self.kl_ctl.update(stats["charts/kl_ref"], len(ro) * self.shard.world.world_size)
         self.ent_ctl.update(stats["charts/entropy"])
         self.iteration += 1
         return stats
@@ -280,6 +360,8 @@ class PPOTrainer(LmTrainer):
         Normalize with the running mean / std (updated with this batch first), subtract
         ``missing_eos_penalty`` where no EOS was produced, clip to ±``reward_clip``.
         """
+        # Under torchrun the running statistics see the global batch (every rank alike).
+        scores, eos = self.shard.gather(scores), self.shard.gather(eos).astype(bool)
         s = torch.as_tensor(np.asarray(scores, dtype=np.float64))
         if self.cfg.reward_norm:
             self.score_stats.update(s.numpy())
@@ -287,7 +369,7 @@ class PPOTrainer(LmTrainer):
             s = (s - self.score_stats.mean) / (std if std > 1e-6 else 1.0)
         s = s - self.cfg.missing_eos_penalty * torch.as_tensor(~np.asarray(eos, dtype=bool)).double()
         s = s.clamp(-self.cfg.reward_clip, self.cfg.reward_clip)
-        return s.float().to(self.device)
+        return self.shard.mine(s).float().to(self.device)
 
     @torch.no_grad()
     def prepare(self, ro: Rollout) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
@@ -304,7 +386,7 @@ class PPOTrainer(LmTrainer):
         rewards = core.kl_penalized_rewards(scores, kl, mask, beta if in_reward else 0.0)
         adv, returns = core.gae(rewards, old_values, mask, self.cfg.gamma, self.cfg.lam)
         if self.cfg.whiten_advantages:
-            adv = core.masked_whiten(adv, mask)
+            adv = self.shard.masked_whiten(adv, mask)
         batch.update(old_logp=old_logp, ref_logp=ref_logp, old_values=old_values, advantages=adv,
                      returns=returns)
         seq_kl = core.masked_sum(kl, mask, dim=1)
@@ -313,7 +395,7 @@ class PPOTrainer(LmTrainer):
             "charts/kl_ref": float(seq_kl.mean()),
             "charts/kl_ref_k1": float(seq_kl1.mean()),
             "charts/kl_coef": beta,
-            "charts/entropy": float(core.masked_mean(entropy, mask)),
+            "charts/entropy": float(self.shard.masked_mean(entropy, mask)),
             "charts/ent_coef": self.ent_ctl.value,
             "charts/score_shaped": float(scores.mean()),
             "charts/non_score_reward": float((-beta * seq_kl).mean()),
@@ -328,10 +410,10 @@ class PPOTrainer(LmTrainer):
         alpha, beta = self.ent_ctl.value, self.kl_ctl.value
         logits, values = self.forward(policy.lm, mb, policy.value_head)
         mask = mb["mask"]
-        logp = core.logprobs_of(logits, mb["response_ids"], mask)
+        logp, entropy = self.token_stats(logits, mb["response_ids"], mask)
         pg, pstats = core.policy_loss(logp, mb["old_logp"], mb["advantages"], mask, cfg.clip_range)
         vf, vclip = core.value_loss(values, mb["old_values"], mb["returns"], mask, cfg.clip_range_value)
-        ent = core.masked_mean(core.entropy_of(logits), mask)
+        ent = core.masked_mean(entropy, mask)
         loss = pg + cfg.vf_coef * vf - alpha * ent
         parts = {"losses/policy_loss": pg, "losses/value_loss": vf, "losses/entropy": ent,
                  "losses/approx_kl": pstats["approx_kl"], "losses/clipfrac": pstats["clipfrac"],

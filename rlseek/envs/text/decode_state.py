@@ -74,6 +74,8 @@ class DecodeState:
     """(B, 1, 1, P + T) additive attention mask of the next forward."""
     step: torch.Tensor
     """(1,) long: the index of the next token to choose."""
+    rows: int = 0
+    """Real rows of the decode in progress (the rest are bucket padding, ended from the start)."""
     graph: torch.cuda.CUDAGraph | None = None
     graph_key: tuple[Any, ...] | None = None
 
@@ -104,6 +106,7 @@ class DecodeState:
         P + T) additive mask of the prefill."""
         B, P = self.batch, self.prompt_len
         self.cache.reset()
+        self.rows = rows
         pm = torch.zeros((B, P), dtype=torch.bool, device=self.tokens.device)
         pm[:rows] = prompt_mask.bool()
         self.pos.copy_(pm.long().sum(1, keepdim=True))

@@ -141,15 +141,21 @@ class StaticDecoder:
         """Pick the next token from float32 logits and record it, all in place."""
         eng = self.engine
         fill = eng.pad_token_id if eng.pad_token_id is not None else 0
-        scores = policy_logits(logits, settings.temperature, eng.vocab_size,
+        # Only the real rows are scored and sampled, from a contiguous (rows, V) tensor: the
+        # noise then comes from the generator exactly as in the dynamic path's draw.
+        rows = st.rows
+        scores = policy_logits(logits[:rows].contiguous(), settings.temperature, eng.vocab_size,
                                () if banned is None else banned)
-        action = sample_tokens(scores, settings.temperature, settings.top_k, generator)
+        drawn = sample_tokens(scores, settings.temperature, settings.top_k, generator)
+        action = torch.full((st.batch,), fill, dtype=torch.long, device=logits.device)
+        action[:rows] = drawn
         live = ~st.done
         action = torch.where(live, action, torch.full_like(action, fill))
         st.tokens.index_copy_(1, st.step, action[:, None])
         st.live_mask.index_copy_(1, st.step, live.long()[:, None])
         if settings.record_logprobs:
-            lp = torch.log_softmax(scores, -1).gather(-1, action[:, None])
+            lp = torch.zeros((st.batch, 1), device=logits.device)
+            lp[:rows] = torch.log_softmax(scores, -1).gather(-1, action[:rows, None])
             st.logprobs.index_copy_(1, st.step, lp * live[:, None])
         if eng.eos_token_id is not None:
             ended = live & (action == eng.eos_token_id)
@@ -243,11 +249,20 @@ class StaticDecoder:
         st = self._state(B, P, T, compute)
         ctx = full_precision(dev) if copy_dtype is not None else _nullcontext()
         with ctx:
-            key = (settings.temperature, settings.top_k, settings.record_logprobs, banned_list,
+            key = (rows, settings.temperature, settings.top_k, settings.record_logprobs, banned_list,
                    id(generator), id(trunk))
-            if self.graphs and (st.graph is None or st.graph_key != key):
-                self._prefill(trunk, st, ids, pmask, rows, head)
-                self._capture(trunk, st, head, settings, banned, generator)
+            if self.graphs and T > WARMUP_STEPS + 1 and (st.graph is None or st.graph_key != key):
+                try:
+                    self._prefill(trunk, st, ids, pmask, rows, head)
+                    self._capture(trunk, st, head, settings, banned, generator)
+                except Exception as err:  # noqa: BLE001 - compiled capture failed: capture eagerly
+                    if self._compiled is None:
+                        raise
+                    self.compile_error = f"{type(err).__name__}: {err}"[:300]
+                    self._compiled = None
+                    torch.cuda.synchronize()
+                    self._prefill(trunk, st, ids, pmask, rows, head)
+                    self._capture(trunk, st, head, settings, banned, generator)
                 st.graph_key = key
             logits = self._prefill(trunk, st, ids, pmask, rows, head)
             self._choose(st, logits, settings, banned, generator)
@@ -256,7 +271,7 @@ class StaticDecoder:
             while steps < T:
                 if steps % every == 0 and bool(st.done[:rows].all()):
                     break
-                if st.graph is not None and self.graphs:
+                if st.graph is not None and st.graph_key == key:
                     st.graph.replay()
                 else:
                     self._step(trunk, st, head, settings, banned, generator)

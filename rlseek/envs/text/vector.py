@@ -89,11 +89,19 @@ class TextVectorEnv(VectorEnv):
         self.num_levels = self.core.num_levels
         vocab = self.core.vocab_size
         self.single_action_space = spaces.Discrete(vocab)
-        self.action_space = spaces.MultiDiscrete(np.full(self.num_envs, vocab))
         self.single_observation_space = self.core.observation_space()
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space,
-                                                              self.num_envs)
-        b, t = self.num_envs, self.max_new_tokens
+        self.resize(self.num_envs)
+
+    def resize(self, num_envs: int) -> None:
+        """Change the number of rows (staged batch sizes); takes effect at the next reset.
+        Prompt sampling, the reward's running statistics and the level carry over."""
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise RlseekError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.num_envs = b = int(num_envs)
+        vocab = self.core.vocab_size
+        self.action_space = spaces.MultiDiscrete(np.full(b, vocab))
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, b)
+        t = self.max_new_tokens
         self._tokens = np.full((b, t), self.pad_token_id, dtype=np.int64)
         self._lengths = np.zeros(b, dtype=np.int64)
         self._done = np.ones(b, dtype=bool)
