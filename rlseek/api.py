@@ -69,10 +69,11 @@ def train(
     unless ``run.tracking`` is false (see :mod:`rlseek.tracking`); a tracking failure only warns.
     """
     from rlseek.agents import get_agent_class
+    from rlseek.distributed.files import session
+    from rlseek.distributed.launch import create_run, open_run, record_world, settings, start_world
     from rlseek.envs.factory import check_env_id
     from rlseek.rewards import import_reward_modules
     from rlseek.runs import Run
-    from rlseek.tracking import TrackedRun
 
     if resume:
         if out is None:
@@ -85,11 +86,15 @@ def train(
         import_reward_modules(merge_imports(run.config.imports, imports))
         if run.config.run.tasks is not None:
             return _train_sequence(run, resume=True, progress=progress, command=command)
-        agent = get_agent_class(run.config.agent.algo)(run.config)
+        agent_cls = get_agent_class(run.config.agent.algo)
+        agent = agent_cls(run.config)
+        world = start_world(run.config, agent_cls.distributed_strategies, run.config.agent.algo)
+        run = open_run(run, collective=settings(run.config)["strategy"] == "fsdp")
         run.append_command(command)
-        with TrackedRun(run, kind="train") as session:
-            summary = agent.train(run, resume=True, progress=progress)
-            session.finish(summary)
+        record_world(run, settings(run.config)["strategy"])
+        with session(run, kind="train") as tracked:
+            summary = agent.train(run, resume=True, progress=progress and world.is_main)
+            tracked.finish(summary)
     else:
         if config is None:
             raise RlseekError("train needs a config (a YAML path, a dict or an ExperimentConfig)")
@@ -102,6 +107,8 @@ def train(
         if cfg.run.tasks is not None:
             from rlseek.continual.runner import check_supported, spec_of, task_config
 
+            start_world(cfg, (), cfg.agent.algo)  # refuses a torchrun launch, before any file
+
             check_supported(agent_cls, cfg)
             for task in spec_of(cfg).tasks:  # every task's env and params checked up front
                 check_env_id(task.env["id"])
@@ -113,18 +120,24 @@ def train(
         agent = agent_cls.config_class.from_params(cfg.agent.params).create(cfg)
         cfg = agent.resolve_config(cfg)
         agent.config = cfg
-        run = Run.create(Path(out) if out else _default_out(cfg), cfg, command)
-        with TrackedRun(run, kind="train") as session:
+        # Under torchrun: checks that fail alike on every rank, then the process group; rank 0
+        # creates the one run directory (see rlseek.distributed).
+        world = start_world(cfg, agent_cls.distributed_strategies, cfg.agent.algo)
+        out_path = Path(out) if out else _default_out(cfg)
+        run = create_run(lambda: Run.create(out_path, cfg, command),
+                         collective=settings(cfg)["strategy"] == "fsdp")
+        record_world(run, settings(cfg)["strategy"])
+        with session(run, kind="train") as tracked:
             try:
-                summary = agent.train(run, resume=False, progress=progress)
+                summary = agent.train(run, resume=False, progress=progress and world.is_main)
             except RlseekError:
                 # Bad input found only once training started: leave nothing behind if no
                 # checkpoint was written yet (neither files nor a tracking record).
-                if run.latest_checkpoint() is None:
+                if world.is_main and run.latest_checkpoint() is None:
                     run.tracker.discard()
                     shutil.rmtree(run.path, ignore_errors=True)
                 raise
-            session.finish(summary)
+            tracked.finish(summary)
     return TrainedRun(run.path, summary)
 
 
@@ -283,6 +296,9 @@ def train_reward_model(
     cfg = config if config is not None else TrainConfig()
     adv = attack if attack is not None else AdversarialConfig()
     cfg.validate()
+    world = _reward_model_world(cfg.batch_size, device)
+    if not world.is_main:  # one record and one progress log per training, rank 0's
+        tracking, log, say = False, None, (lambda _msg: None)
     train = PreferenceDataset.from_jsonl(train_data)
     if train.duplicates:
         say("warning: " + train.duplicate_report())
@@ -318,6 +334,24 @@ def train_reward_model(
     return summary
 
 
+def _reward_model_world(batch_size: int, device: str) -> Any:
+    """Under torchrun, the process group of a data-parallel (ddp) reward-model training: each
+    rank takes ``batch_size / world size`` pairs of every batch. A world size that does not
+    divide ``batch_size`` fails before anything starts."""
+    import os
+
+    from rlseek.distributed import current, init_world, launched_by_torchrun
+    from rlseek.runtime import resolve_device
+
+    if not launched_by_torchrun():
+        return current()
+    size = int(os.environ["WORLD_SIZE"])
+    if batch_size % size:
+        raise RlseekError(f"--batch-size {batch_size} (pairs per step, all ranks together) is not "
+                          f"divisible by world size {size}; use a multiple of {size}")
+    return init_world("auto", resolve_device(device, check=True))
+
+
 def _fit_reward_model(model: Any, cfg: Any, adv: Any, train: Any, evaluation: Any, train_data: str | Path,
                       eval_data: str | Path | None, eval_split: float | None, out: Path,
                       log: Callable[[str], None] | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -342,9 +376,13 @@ def _fit_reward_model(model: Any, cfg: Any, adv: Any, train: Any, evaluation: An
         "eval": {"path": str(eval_path), "sha256": sha256_file(eval_path), "pairs": len(evaluation),
                  "split": None if eval_data is not None else eval_split or DEFAULT_EVAL_SPLIT},
     }
-    check_new_output(out, "model directory")
-    with atomic_directory(out) as tmp:
-        model.save(tmp, metrics=result)
+    from rlseek.distributed import barrier, current
+
+    if current().is_main:  # under torchrun rank 0 writes the model; the others wait for it
+        check_new_output(out, "model directory")
+        with atomic_directory(out) as tmp:
+            model.save(tmp, metrics=result)
+    barrier()
     ev, adv_ev = result["eval"], result["eval_adversarial"]
     summary = {
         "out": str(out),

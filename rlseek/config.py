@@ -76,6 +76,12 @@ class RunSection:
     tracking_uri: str = ""
     """MLflow tracking URI; empty: ``MLFLOW_TRACKING_URI``, else the embedded sqlite store
     ``runs/mlflow.db`` (see :mod:`rlseek.tracking.settings`)."""
+    distributed: dict[str, Any] | None = None
+    """Multi-process training under ``torchrun`` (text agents and reward models):
+    ``{strategy: ddp|fsdp, backend: auto|gloo|nccl, timeout_s: 1800}``; null = one process
+    (a torchrun launch then uses ddp on the auto backend). ``n_envs`` stays the *global*
+    batch: each of the world's ranks rolls out ``n_envs / world_size`` of it (see
+    :mod:`rlseek.distributed`)."""
     tasks: Any = None
     """Continual learning: a list of tasks ``{env: ..., total_steps: ..., name: ...}`` trained
     in order (see :mod:`rlseek.continual.spec`); None = one task, the ``env`` section."""
@@ -241,6 +247,8 @@ def config_from_dict(data: Any, source: str = "<dict>") -> ExperimentConfig:
             raise ConfigError(f"{source}: field 'run.{name}' must be >= 1, got {getattr(run, name)}")
     if run.vec_env not in ("dummy", "subproc"):
         raise ConfigError(f"{source}: field 'run.vec_env' must be 'dummy' or 'subproc', got {run.vec_env!r}")
+    if run.distributed is not None:
+        run.distributed = check_distributed(run.distributed, source)
     from rlseek.agents.stages import parse_stages
     from rlseek.continual.spec import parse_continual
 
@@ -250,6 +258,30 @@ def config_from_dict(data: Any, source: str = "<dict>") -> ExperimentConfig:
                           "task's batch size in a run of its own")
     parse_continual(run, dataclasses.asdict(env), source)
     return ExperimentConfig(env=env, agent=agent, run=run, imports=list(imports), source=source)
+
+
+DISTRIBUTED_DEFAULTS: dict[str, Any] = {"strategy": "ddp", "backend": "auto", "timeout_s": 1800.0}
+"""``run.distributed`` with every field at its default."""
+
+
+def check_distributed(value: Any, source: str = "<dict>") -> dict[str, Any]:
+    """``run.distributed`` validated and completed with :data:`DISTRIBUTED_DEFAULTS`."""
+    out = dict(DISTRIBUTED_DEFAULTS)
+    for key, v in value.items():
+        if key not in DISTRIBUTED_DEFAULTS:
+            raise ConfigError(f"{source}: unknown field 'run.distributed.{key}'"
+                              f"{did_you_mean(str(key), DISTRIBUTED_DEFAULTS)}; it takes: "
+                              f"{', '.join(DISTRIBUTED_DEFAULTS)}")
+        out[key] = v
+    choices = {"strategy": ("ddp", "fsdp"), "backend": ("auto", "gloo", "nccl")}
+    for key, allowed in choices.items():
+        if out[key] not in allowed:
+            raise ConfigError(f"{source}: field 'run.distributed.{key}' must be "
+                              f"{' or '.join(repr(a) for a in allowed)}, got {out[key]!r}")
+    out["timeout_s"] = check_field(out["timeout_s"], "float", "run.distributed.timeout_s", source)
+    if not out["timeout_s"] > 0:
+        raise ConfigError(f"{source}: field 'run.distributed.timeout_s' must be > 0, got {out['timeout_s']}")
+    return out
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str = "--set") -> dict[str, Any]:

@@ -31,6 +31,8 @@ LAYERS: dict[str, int] = {
     "rlseek.runtime": 0,
     # MLflow run tracking sits with the run directory it mirrors, so agents may log through it.
     "rlseek.tracking": 0,
+    # The torchrun world, gradient all-reduce and rank-0 run directory: under every trainer.
+    "rlseek.distributed": 0,
     # Continual learning's data: the run.tasks spec (parsed with the config), the reservoir, the
     # EWC penalty, the accuracy-matrix figures; its agent hooks and its runner sit higher.
     "rlseek.continual": 0,
@@ -52,6 +54,7 @@ LAYERS: dict[str, int] = {
     # 6: what fills the registries, and the entry points
     "rlseek.builtins": 6,
     "rlseek.cli": 6,
+    "rlseek.__main__": 6,
     "rlseek.demo": 6,
     "rlseek": 6,
 }

@@ -92,6 +92,18 @@ CHECKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
         f"{f['generate_tokens_per_second']:,.0f}"
     ],
     "demo-quick": _demo,
+    "gpu_lm_ppo": lambda f: [
+        f"| rollout (decode + env stepping) | **{f['b64_rollout_rollout_tokens_per_s']:,.0f}** tokens/s | "
+        f"**{f['b256_rollout_rollout_tokens_per_s']:,.0f}** tokens/s |",
+        f"| {f['b64_rollout_hf_static_tokens_per_s']:,.0f} tokens/s | {f['b256_rollout_hf_static_tokens_per_s']:,.0f} tokens/s |",
+        f"| ratio | **{f['b64_rollout_rollout_vs_hf_static']:.2f} ×** | **{f['b256_rollout_rollout_vs_hf_static']:.2f} ×** |",
+        f"| lm-ppo training MFU | **{100 * f['b64_lm_ppo_train_mfu']:.1f} %** "
+        f"({f['b64_lm_ppo_train_seconds_per_iteration']:.3f} s / iteration) | **{100 * f['b256_lm_ppo_train_mfu']:.1f} %**",
+        f"training MFU | **{100 * f['b64_lm_grpo_train_mfu']:.1f} %** "
+        f"({f['b64_lm_grpo_train_seconds_per_iteration']:.3f} s) | **{100 * f['b256_lm_grpo_train_mfu']:.1f} %**",
+        f"| {f['b64_rollout_rollout_peak_memory_gib']:.1f} / {f['b64_lm_ppo_train_peak_memory_gib']:.1f} / "
+        f"{f['b64_lm_grpo_train_peak_memory_gib']:.1f} GiB |",
+    ],
 }
 
 

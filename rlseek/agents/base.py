@@ -88,6 +88,9 @@ class Agent(ABC):
     algo: ClassVar[str] = ""
     env_kind: ClassVar[str] = "robot"
     """Which kind of env the agent trains on: "robot", "text" or "offline"."""
+    distributed_strategies: ClassVar[tuple[str, ...]] = ()
+    """``run.distributed.strategy`` values the agent can train under torchrun with (empty:
+    one process only)."""
     config_class: ClassVar[type[AgentConfig]] = RawParams
     """The typed ``agent.params``; :func:`register_agent` binds it to the agent class."""
     supports_continual: ClassVar[bool] = False

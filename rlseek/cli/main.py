@@ -47,11 +47,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "train" and not args.resume and not args.config:
         parser.error("train needs CONFIG (or --resume --out RUN_DIR)")
+    # Under torchrun only rank 0 prints (results and the one-line error); every rank exits
+    # with the same code.
+    follower = int(os.environ.get("RANK") or 0) > 0 and "WORLD_SIZE" in os.environ
+    if follower:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the process's lifetime)
     try:
         return int(args.func(args) or 0)
     except RlseekError as exc:
-        sys.stderr.write(f"rlseek: error: {exc}\n")
+        if not follower:
+            sys.stderr.write(f"rlseek: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("rlseek: interrupted; the last checkpoint is kept (continue with --resume)\n")
         return 130
+    finally:
+        if "rlseek.distributed.world" in sys.modules:
+            sys.modules["rlseek.distributed.world"].shutdown()

@@ -181,6 +181,31 @@ class BradleyTerryTrainer:
             loss = loss + cfg.adversarial.weight * bt_loss(ra[:b], ra[b:], margin)
         return loss
 
+    def _shard_backward(self, tokens: _Tokenized, data: PreferenceDataset, idx: np.ndarray) -> torch.Tensor:
+        """Backward of one batch's mean loss; returns the loss (detached).
+
+        Under torchrun each rank takes its block of the batch's pairs and weights its mean loss
+        by its share of the pairs, and the gradients are summed over ranks
+        (:func:`rlseek.distributed.grads.all_reduce_gradients`): the sum is the gradient of
+        the whole batch's mean, as in one process. Alone, the batch is the rank's block.
+        """
+        from rlseek.distributed import all_reduce_sum, current
+        from rlseek.distributed.grads import all_reduce_gradients
+
+        world = current()
+        part = np.array_split(idx, world.world_size)[world.rank] if world.world_size > 1 else idx
+        loss = torch.zeros((), device=self.model.device)
+        if len(part):
+            enc = tokens.batch(self.model, part)
+            loss = self._step_loss(enc, len(part), _margins(data, part, self.model.device))
+            if len(part) != len(idx):
+                loss = loss * (len(part) / len(idx))
+            loss.backward()
+        if world.world_size > 1:
+            all_reduce_gradients(p for p in self.model.parameters() if p.requires_grad)
+            return all_reduce_sum(loss.detach().float().cpu())
+        return loss.detach()
+
     def train(self, train: PreferenceDataset, eval_data: PreferenceDataset | None = None) -> dict[str, Any]:
         """Fit on ``train`` (early stopping on ``eval_data``); returns the run's figures.
 
@@ -211,10 +236,8 @@ class BradleyTerryTrainer:
             for start in range(0, len(train), cfg.batch_size):
                 t0 = time.perf_counter()
                 idx = order[start : start + cfg.batch_size]
-                enc = tok_train.batch(model, idx)
-                loss = self._step_loss(enc, len(idx), _margins(train, idx, model.device))
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss = self._shard_backward(tok_train, train, idx)
                 if cfg.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 opt.step()

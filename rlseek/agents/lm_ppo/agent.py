@@ -46,10 +46,12 @@ import torch
 from rlseek.agents.base import Agent, register_agent
 from rlseek.agents.lm_ppo.config import LmPolicyConfig, LmPpoConfig
 from rlseek.agents.lm_ppo.model import build_policy
+from rlseek.agents.lm_ppo.sharding import BatchShard
 from rlseek.agents.lm_ppo.trainer import LmTrainer, PPOTrainer, autocast
 from rlseek.agents.loop import TrainingLoop
 from rlseek.agents.stages import TextStages, iteration_rows, parse_stages
 from rlseek.config import ExperimentConfig
+from rlseek.distributed import barrier, rank_seed
 from rlseek.envs.text.evaluation import evaluate_prompts
 from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 from rlseek.envs.text.tasks import get_task
@@ -81,6 +83,7 @@ class LmAgent(Agent):
     lm-grpo and lm-rloo. Subclasses set ``config_class`` and :meth:`_make_trainer`."""
 
     env_kind = "text"
+    distributed_strategies = ("ddp",)
     params: LmPolicyConfig
     supports_continual = True
 
@@ -155,11 +158,16 @@ class LmAgent(Agent):
         device = _device(rc.device)
         _set_threads(rc, device)
         _quiet_transformers()
-        torch.manual_seed(rc.seed)
+        torch.manual_seed(rc.seed)  # the same initial weights (value head, LoRA) on every rank
         stages = parse_stages(rc.stages, int(rc.total_steps), "run.stages")
         rows = iteration_rows(stages, int(rc.total_steps), rc.n_envs)
         done_at = np.cumsum(rows).tolist()
-        env = self._make_env(run.config, rows[0])
+        # Under torchrun each rank rolls out its rows of the global batch (see sharding.py);
+        # staged batch sizes are one-process only (refused under torchrun).
+        shard = BatchShard(rc.n_envs)
+        shard.reseed = shard.world.distributed or rc.distributed is not None
+        world = shard.world
+        env = self._make_env(run.config, rows[0] // world.world_size)
         lm = self._load_lm(cfg.model, device, env)
         policy, reference = self._build_policy(lm, cfg)
         policy.to(device)
@@ -167,6 +175,10 @@ class LmAgent(Agent):
         engine = RolloutEngine.for_env(policy.lm, env, device)
         decode = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k,
                                 cache=cfg.decode_cache, compile=cfg.compile)
+        if shard.split and decode.resolved(device)[0] == "static":
+            shard.per_rank_noise = True  # the CUDA-graph loop draws for its own rows only
+        elif shard.split:
+            decode = dataclasses.replace(decode, noise_rows=(shard.first, rc.n_envs))
         trainer = self._make_trainer(policy, reference, cfg, device, vocab_size=engine.vocab_size,
                                      banned_ids=engine.banned_ids(decode), total_iterations=iterations)
         hooks = None
@@ -175,6 +187,8 @@ class LmAgent(Agent):
 
             hooks = TextContinual(self.continual, lora=bool(cfg.lora))
             trainer.extra_loss = hooks.extra_loss(policy)
+        trainer.shard = shard
+        torch.manual_seed(rank_seed(rc.seed, world.rank))  # per-rank stream from here on
         sample_gen = torch.Generator(device=device).manual_seed(rc.seed)
         trainer.shuffle_gen.manual_seed(rc.seed + 1)
         counts = policy.parameter_counts()
@@ -186,7 +200,7 @@ class LmAgent(Agent):
             self._load_checkpoint(ckpt.path, policy, trainer, sample_gen, device)
             trainer.load_state_dict(ckpt.state["trainer"])
             start, history, base_eval = ckpt.state["iteration"], ckpt.state["history"], ckpt.state["base_eval"]
-        if base_eval is None:
+        if base_eval is None and world.is_main:  # evaluations run on rank 0 only
             base_eval = self._eval(policy.lm, run.config, cfg, device)
         total_done = int(done_at[-1])
         staging = TextStages(stages, env)
@@ -198,28 +212,32 @@ class LmAgent(Agent):
             for it in range(start, iterations):
                 staging.enter(it, rows[it])
                 t0 = time.perf_counter()
+                seed = rc.seed * 1_000_003 + it
+                if shard.reseed:  # ranks stop decoding at different lengths: re-seed per iteration
+                    sample_gen.manual_seed(shard.sample_seed(rc.seed, it))
                 with autocast(device, cfg.dtype):
-                    options = self._rollout_options(it)
+                    options = shard.rollout_options(env, seed, self._rollout_options(it))
                     if hooks is not None:
                         options = hooks.mix(options, env, it)
-                    ro = engine.rollout(env, decode, generator=sample_gen, seed=rc.seed * 1_000_003 + it,
-                                        options=options)
+                    ro = engine.rollout(env, decode, generator=sample_gen, seed=seed, options=options)
                 t1 = time.perf_counter()
                 stage_stats = staging.observe(ro)
                 stats = trainer.step(ro)
                 stats.update(stage_stats)
                 t2 = time.perf_counter()
-                tokens += ro.n_tokens
                 stats.update(self._rollout_stats(ro, t1 - t0, t2 - t1))
+                stats = shard.mean_scalars(stats)  # per-term rewards etc. over the global batch
+                n_tokens = int(shard.total(torch.tensor(float(ro.n_tokens))))
+                tokens += n_tokens
                 done = int(done_at[it])
                 loop.iteration(done, stats, log=(it + 1) % cfg.log_every == 0 or it + 1 == iterations,
                                rollout_s=t1 - t0, train_s=t2 - t1, items=rows[it],
-                               tokens=ro.n_tokens, quality=self._quality(ro),
+                               tokens=n_tokens, quality=shard.mean_scalars(self._quality(ro)),
                                postfix={"reward": stats["reward/total"], "kl": stats["charts/kl_ref"]})
                 history.append({"iteration": it + 1, "completions": done, **{
                     k: stats[k] for k in ("reward/total", "charts/kl_ref", "charts/kl_coef",
                                           "charts/entropy", "charts/ent_coef", "charts/eos_rate")}})
-                if loop.eval_due(done) and it + 1 < iterations:
+                if loop.eval_due(done) and it + 1 < iterations and world.is_main:
                     loop.log_eval(self._eval(policy.lm, run.config, cfg, device), done, _EVAL_KEYS)
                 if loop.checkpoint_due(done) or it + 1 == iterations:
                     self._save_checkpoint(run, done, policy, trainer, sample_gen, {
@@ -231,9 +249,13 @@ class LmAgent(Agent):
         finally:
             env.close()
         wall = loop.elapsed_s()
-        self._save_final(run, policy, env.tokenizer)
-        continual = hooks.finish(self, policy, trainer, device) if hooks is not None else None
-        final_eval = self.evaluate(run)
+        final_eval: dict[str, Any] = {}
+        continual = None
+        if world.is_main:  # rank 0 writes final/ and evaluates; the others wait
+            self._save_final(run, policy, env.tokenizer)
+            continual = hooks.finish(self, policy, trainer, device) if hooks is not None else None
+            final_eval = self.evaluate(run)
+        barrier()
         loop.log_eval(final_eval, total_done, _EVAL_KEYS)
         figures = self._summary(history, base_eval, final_eval, counts, cfg, iterations, rc.n_envs,
                                 wall, tokens, resumed_from=start if resume else None)

@@ -31,6 +31,9 @@ from rlseek.agents.lm_ppo import core
 from rlseek.agents.lm_ppo.config import LmPolicyConfig, LmPpoConfig
 from rlseek.agents.lm_ppo.controllers import EntropyController, make_kl_controller
 from rlseek.agents.lm_ppo.model import PolicyWithValueHead, forward_response, sequence_inputs
+from rlseek.agents.lm_ppo.sharding import BatchShard
+from rlseek.distributed import World
+from rlseek.distributed.grads import all_reduce_gradients
 from rlseek.envs.text.rollout import Rollout
 from rlseek.statistics import RunningMeanStd
 
@@ -135,6 +138,9 @@ class LmTrainer:
         self.ent_ctl = EntropyController(cfg.ent_coef, cfg.ent_control == "adaptive",
                                          cfg.ent_target, cfg.ent_rate, cfg.ent_coef_max)
         self.shuffle_gen = torch.Generator()
+        self.shard = BatchShard(0, World())
+        """This rank's rows of the global batch (set by the agent under torchrun; alone, the
+        whole batch): see :mod:`rlseek.agents.lm_ppo.sharding`."""
         self.extra_loss: Callable[[], torch.Tensor] | None = None
         """A loss term added to every micro-batch's loss (weighted by its share, so once per
         minibatch), logged as ``losses/extra``: continual learning's EWC penalty."""
@@ -282,12 +288,21 @@ class LmTrainer:
     def accumulate(self, batch: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Backward of the minibatch ``idx`` over its micro-batches, each loss weighted by
         its share of the minibatch's :meth:`loss_units`, so the accumulated gradient equals
-        the unaccumulated one; returns the loss parts, weighted the same way (detached)."""
-        total = self.loss_units(batch["mask"][idx]).clamp_min(1.0)
+        the unaccumulated one; returns the loss parts, weighted the same way (detached).
+
+        Under torchrun ``idx`` is this rank's part of a global minibatch: the shares are of
+        the units of all ranks, the gradients and parts are summed over ranks afterwards, so
+        every rank ends with the one-process gradient of the whole minibatch. A rank owning no
+        row of it backpropagates one of its rows with weight 0 (the same collectives on every
+        rank, and the parts' keys)."""
+        split = self.shard.split
+        total = self.shard.total(self.loss_units(batch["mask"][idx])).clamp_min(1.0)
         parts: dict[str, torch.Tensor] = {}
-        for micro in self.micro_batches(idx, batch):
+        empty = split and len(idx) == 0
+        micros = self.micro_batches(idx, batch) if not empty else [torch.zeros(1, dtype=torch.long)]
+        for micro in micros:
             mb = self.rows_of(batch, micro)
-            share = self.loss_units(mb["mask"]) / total
+            share = self.loss_units(mb["mask"]) / total * (0.0 if empty else 1.0)
             loss, micro_parts = self.micro_loss(mb)
             if self.extra_loss is not None:
                 extra = self.extra_loss()
@@ -296,6 +311,9 @@ class LmTrainer:
             (loss * share).backward()
             for key, val in micro_parts.items():
                 parts[key] = parts.get(key, 0.0) + val.detach() * share
+        if split:
+            all_reduce_gradients(self.policy.trainable_parameters())
+            parts = self.shard.reduce_parts(parts)
         return parts
 
     def optimizer_step(self) -> torch.Tensor:
@@ -313,7 +331,8 @@ class LmTrainer:
         ends the iteration.
         """
         cfg = self.cfg
-        B = batch["response_ids"].shape[0]
+        # Minibatches are drawn over the global batch's rows; each rank keeps those it owns.
+        B = batch["response_ids"].shape[0] * self.shard.world.world_size
         sums: dict[str, list[Any]] = {}
         stopped = False
         self.host_masks(batch)
@@ -321,6 +340,7 @@ class LmTrainer:
             order = torch.randperm(B, generator=self.shuffle_gen)
             for idx in self._chunks(B, order):  # host ids; figures stay on the device
                 self.optimizer.zero_grad(set_to_none=True)
+                idx = self.shard.local(idx)
                 parts = self.accumulate(batch, idx)
                 if cfg.early_stop_kl is not None and float(parts["losses/approx_kl"]) > 1.5 * cfg.early_stop_kl:
                     # SB3's target_kl: this minibatch already moved too far; skip it and stop.
@@ -342,9 +362,10 @@ class LmTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch, stats = self.prepare(ro)
+        stats = self.shard.mean_scalars(stats)  # the controllers see the global batch's figures
         stats["charts/learning_rate"] = lr
         stats.update(self.update(batch))
-        self.kl_ctl.update(stats["charts/kl_ref"], len(ro))
+        self.kl_ctl.update(stats["charts/kl_ref"], len(ro) * self.shard.world.world_size)
         self.ent_ctl.update(stats["charts/entropy"])
         self.iteration += 1
         return stats
@@ -394,6 +415,8 @@ class PPOTrainer(LmTrainer):
         Normalize with the running mean / std (updated with this batch first), subtract
         ``missing_eos_penalty`` where no EOS was produced, clip to ±``reward_clip``.
         """
+        # Under torchrun the running statistics see the global batch (every rank alike).
+        scores, eos = self.shard.gather(scores), self.shard.gather(eos).astype(bool)
         s = torch.as_tensor(np.asarray(scores, dtype=np.float64))
         if self.cfg.reward_norm:
             self.score_stats.update(s.numpy())
@@ -401,7 +424,7 @@ class PPOTrainer(LmTrainer):
             s = (s - self.score_stats.mean) / (std if std > 1e-6 else 1.0)
         s = s - self.cfg.missing_eos_penalty * torch.as_tensor(~np.asarray(eos, dtype=bool)).double()
         s = s.clamp(-self.cfg.reward_clip, self.cfg.reward_clip)
-        return s.float().to(self.device)
+        return self.shard.mine(s).float().to(self.device)
 
     @torch.no_grad()
     def prepare(self, ro: Rollout) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
@@ -418,7 +441,7 @@ class PPOTrainer(LmTrainer):
         rewards = core.kl_penalized_rewards(scores, kl, mask, beta if in_reward else 0.0)
         adv, returns = core.gae(rewards, old_values, mask, self.cfg.gamma, self.cfg.lam)
         if self.cfg.whiten_advantages:
-            adv = core.masked_whiten(adv, mask)
+            adv = self.shard.masked_whiten(adv, mask)
         batch.update(old_logp=old_logp, ref_logp=ref_logp, old_values=old_values, advantages=adv,
                      returns=returns)
         seq_kl = core.masked_sum(kl, mask, dim=1)
@@ -427,7 +450,7 @@ class PPOTrainer(LmTrainer):
             "charts/kl_ref": float(seq_kl.mean()),
             "charts/kl_ref_k1": float(seq_kl1.mean()),
             "charts/kl_coef": beta,
-            "charts/entropy": float(core.masked_mean(entropy, mask)),
+            "charts/entropy": float(self.shard.masked_mean(entropy, mask)),
             "charts/ent_coef": self.ent_ctl.value,
             "charts/score_shaped": float(scores.mean()),
             "charts/non_score_reward": float((-beta * seq_kl).mean()),

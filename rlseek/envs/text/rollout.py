@@ -99,7 +99,8 @@ def policy_logits(logits: torch.Tensor, temperature: float, vocab_size: int | No
 
 
 def sample_tokens(logits: torch.Tensor, temperature: float, top_k: int = 0,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None,
+                  rows: tuple[int, int] | None = None) -> torch.Tensor:
     """One token per row from (B, V) :func:`policy_logits` (already tempered): argmax when
     ``temperature`` is 0, else a draw from softmax, among the ``top_k`` most likely (0: all).
 
@@ -107,6 +108,12 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_k: int = 0,
     algorithm ``torch.multinomial(p, 1)`` runs, so it returns the same ids for the same
     generator state, without multinomial's host-side validity checks (two syncs per token
     on a GPU, and not allowed inside a CUDA graph).
+
+    ``rows`` = (first, total) makes these B rows rows ``first .. first + B`` of a batch of
+    ``total`` (one rank's share of a distributed batch): q is drawn for all ``total`` rows and
+    the share's rows kept, so every row gets the token it would get in one process holding
+    the whole batch (same generator state). It costs ``total × V`` random numbers per token
+    on every rank.
     """
     if temperature <= 0.0:
         return logits.argmax(-1)
@@ -114,6 +121,11 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_k: int = 0,
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = F.softmax(logits, dim=-1)
+    if rows is not None:
+        first, total = rows
+        q = torch.empty((total, probs.shape[-1]), dtype=probs.dtype, device=probs.device)
+        q = q.exponential_(1, generator=generator)[first:first + probs.shape[0]]
+        return (probs / q).argmax(-1)
     q = torch.empty_like(probs).exponential_(1, generator=generator)
     return (probs / q).argmax(-1)
 
@@ -185,6 +197,11 @@ class DecodeSettings:
     """Static path only: ``torch.compile`` the trunk's decode forward before capturing it
     (True / False; ``"auto"``: on CUDA). A failed compilation falls back to the eager
     forward (``StaticDecoder.compile_error`` says why)."""
+    noise_rows: tuple[int, int] | None = None
+    """(first, total): the decoded rows are rows ``first ..`` of a global batch of ``total``
+    split across ranks; sampling then draws as for the whole batch (see :func:`sample_tokens`),
+    so the tokens do not depend on the world size. The dynamic-cache loop honours it; the
+    static (CUDA-graph) loop does not yet, so distributed GPU rollouts draw per rank."""
 
     def __post_init__(self) -> None:
         for name, low in (("temperature", 0), ("top_k", 0), ("exit_check_every", 1)):
@@ -360,7 +377,8 @@ class RolloutEngine:
         steps = T
         for t in range(T):
             scores = policy_logits(logits, settings.temperature, self.vocab_size, banned)
-            action = sample_tokens(scores, settings.temperature, settings.top_k, generator)
+            action = sample_tokens(scores, settings.temperature, settings.top_k, generator,
+                                   rows=settings.noise_rows)
             live = ~done
             action = torch.where(live, action, torch.full_like(action, fill))
             tokens[:, t] = action
