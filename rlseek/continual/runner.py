@@ -60,6 +60,16 @@ def check_supported(agent_cls: type, config: ExperimentConfig) -> None:
                           f"algos with continual learning: {', '.join(ok)}")
 
 
+def _await_record(tracker: Any, timeout_s: float = 60.0) -> None:
+    """Wait (at most ``timeout_s``) until the sequence's MLflow run exists. Its worker may be
+    creating a new sqlite store; a task's worker creating the same store at the same moment
+    fails (SQLAlchemy: duplicate column), losing the sequence's record."""
+    start = time.monotonic()
+    while (tracker is not None and tracker.enabled and not tracker.failed and tracker.run_id is None
+           and time.monotonic() - start < timeout_s):
+        time.sleep(0.05)
+
+
 def _task_dir(run: Run, i: int, task: TaskSpec) -> Path:
     return run.path / "tasks" / f"{i:02d}-{task.name}"
 
@@ -79,6 +89,7 @@ def train_sequence(run: Run, *, resume: bool = False, progress: bool = False,
     state_path = run.path / PROGRESS_FILE
     state = json.loads(state_path.read_text()) if resume and state_path.is_file() else {"rows": [], "tasks": {}}
     parent_uid = run.meta.get("run_uid")
+    _await_record(getattr(run, "tracker", None))
     started = time.monotonic()
     previous: Path | None = None
     for i, task in enumerate(spec.tasks):

@@ -21,7 +21,7 @@ from rlseek.tracking.tracker import UID_TAG, open_client
 
 HEADLINE_METRICS = (
     "summary/eval/mean_return", "summary/final_accuracy", "summary/eval_accuracy",
-    "summary/eval/normalized_score",
+    "summary/eval/normalized_score", "summary/average_accuracy",
 )
 """The first of these a run has is shown as its headline figure in ``rlseek runs list``."""
 
