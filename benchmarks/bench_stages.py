@@ -3,7 +3,9 @@
 Staged vs constant batch size, time to a target: each run evaluates every ``eval_every`` steps
 (the configured, native level, whatever stage is training), and its time to the target is
 the first evaluation at or above the target — env steps (completions) and wall seconds from
-the run's first logged point, read from the run's TensorBoard events. A run that never reaches
+the run directory's creation (setup included, alike for both variants) to that evaluation's
+TensorBoard event. SB3 evaluates at rollout boundaries, when the policy changes: a 4096-step
+rollout is judged after 4096 steps. A run that never reaches
 the target counts its whole budget (a lower bound, flagged ``reached: false``).
 """
 
@@ -34,22 +36,26 @@ TEXT_PPO = {"learning_rate": 3e-4, "ppo_epochs": 2, "num_minibatches": 2, "kl_co
 
 
 def _scalars(run_dir: Path, tag: str) -> tuple[list[tuple[float, int, float]], float]:
-    """(events ``(wall_time, step, value)`` of ``tag``, the first wall time of any event)."""
+    """(events ``(wall_time, step, value)`` of ``tag``, the run's start: the time its
+    directory's config.yaml was written, just before env and model setup)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
-    first = min(e.wall_time for t in acc.Tags()["scalars"] for e in acc.Scalars(t))
-    return [(e.wall_time, e.step, e.value) for e in acc.Scalars(tag)], first
+    start = (run_dir / "config.yaml").stat().st_mtime
+    return [(e.wall_time, e.step, e.value) for e in acc.Scalars(tag)], start
 
 
 def time_to_target(run_dir: Path, tag: str, target: float, budget: int, wall: float) -> dict[str, Any]:
+    """The first evaluation at or above ``target``, or the whole budget (``reached: false``)."""
     events, first = _scalars(run_dir, tag)
     for t, step, value in sorted(events, key=lambda e: e[1]):
         if value >= target:
             return {"reached": True, "steps": int(step), "wall_s": t - first,
                     "curve": [[s, v] for _, s, v in events]}
-    return {"reached": False, "steps": budget, "wall_s": wall, "curve": [[s, v] for _, s, v in events]}
+    last = max((t for t, _, _ in events), default=first + wall)
+    return {"reached": False, "steps": budget, "wall_s": last - first,
+            "curve": [[s, v] for _, s, v in events]}
 
 
 def _compare(results: dict[str, list[dict[str, Any]]], target: float) -> dict[str, Any]:

@@ -18,6 +18,10 @@ Run::
 
     nice -n 10 .venv/bin/python scripts/build_tiny_lm.py --out rlseek/assets/tiny-lm
 
+``--moe-experts 4`` (with ``--moe-top-k 2``, ``--moe-balance-coef 0.01``) builds the same LM
+with mixture-of-experts MLP blocks at equal active parameters (:mod:`rlseek.models.moe_lm`);
+lm-ppo trains it like the dense one (``agent.params.model: <out folder>``).
+
 It took 309 s on 2 otherwise idle CPU cores (the committed model, 2 threads) and 1434 s with
 one thread on a 2-core machine shared with other jobs (load average about 10). Fixed seeds make
 a build repeatable on one machine and software stack; another CPU or torch version rounds
@@ -146,6 +150,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # One thread by default: on a shared machine a second thread spin-waits against other
     # processes (8x slower per step here under load); results do not depend on it.
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--moe-experts", type=int, default=0,
+                    help="replace every MLP block by this many experts (0: dense; see "
+                         "rlseek.models.moe_lm)")
+    ap.add_argument("--moe-top-k", type=int, default=2, help="experts per token (with --moe-experts)")
+    ap.add_argument("--moe-balance-coef", type=float, default=0.01,
+                    help="weight of the Switch balance loss (with --moe-experts)")
     return ap.parse_args(argv)
 
 
@@ -182,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config)
+    if args.moe_experts:
+        from rlseek.models.moe import MoESpec
+        from rlseek.models.moe_lm import moeify
+
+        moeify(model, MoESpec(experts=args.moe_experts, top_k=args.moe_top_k,
+                              balance_coef=args.moe_balance_coef))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: Llama, {n_params / 1e6:.2f} M parameters", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
@@ -256,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     info = {
         "name": "rlseek/tiny-lm",
         "architecture": "LlamaForCausalLM",
+        "moe": getattr(model.config, "rlseek_moe", None),
         "parameters": n_params,
         "config": {k: getattr(args, k) for k in ("seed", "n_arith", "n_reviews", "vocab_size",
                                                  "hidden", "layers", "max_steps", "lr",

@@ -151,3 +151,81 @@ def test_sb3_moe_bad_input_exits_2_with_one_line(
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def _tiny_llama(tmp_path: Path, experts: int) -> tuple[Path, torch.nn.Module]:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlseek.models.loader import load_tokenizer
+    from rlseek.models.moe_lm import moeify
+
+    tok = load_tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    model = moeify(LlamaForCausalLM(cfg), MoESpec(experts=experts, top_k=2))
+    out = tmp_path / "moe-lm"
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out, model
+
+
+def test_moe_lm_has_equal_active_mlp_weights_and_round_trips_through_the_loader(tmp_path: Path) -> None:
+    from rlseek.models.loader import load_causal_lm
+
+    path, model = _tiny_llama(tmp_path, experts=4)
+    block = model.model.layers[0].mlp
+    assert isinstance(block, MoEBlock)
+    # dense gated MLP: 3 * 32 * 64 weights; 2 active experts of 2 * 32 * 48 weights each
+    assert 2 * sum(p.numel() for n, p in block.experts[0].named_parameters() if "weight" in n) == 3 * 32 * 64
+    loaded, _ = load_causal_lm(path)
+    assert isinstance(loaded.model.layers[1].mlp, MoEBlock)
+    ids = torch.tensor([[1, 5, 9, 11, 4]])
+    model.eval()
+    assert torch.allclose(model(ids).logits, loaded(ids).logits, atol=1e-5)
+
+
+def test_moe_lm_router_learns_from_the_language_modelling_loss(tmp_path: Path) -> None:
+    _, model = _tiny_llama(tmp_path, experts=4)
+    ids = torch.randint(5, 100, (2, 12))
+    model(ids, labels=ids).loss.backward()
+    for layer in model.model.layers:
+        assert layer.mlp.router.weight.grad.abs().sum() > 0
+
+
+def test_a_broken_moe_lm_folder_is_one_clear_error(tmp_path: Path) -> None:
+    import json
+
+    from rlseek.models.loader import load_causal_lm
+
+    path, _ = _tiny_llama(tmp_path, experts=4)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["rlseek_moe"]["experts"] = 8  # weights of 4 experts, config says 8
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RlseekError, match="cannot load the MoE LM .* do not match its config.json"):
+        load_causal_lm(path)
+
+
+@pytest.mark.slow
+def test_builder_moe_option_and_lm_ppo_trains_the_moe_lm(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "lm"
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, str(root / "scripts" / "build_tiny_lm.py"), "--out", str(out),
+                    "--n-arith", "400", "--n-reviews", "100", "--max-steps", "3", "--eval-every", "3",
+                    "--hidden", "32", "--layers", "1", "--moe-experts", "4"], check=True, cwd=root,
+                   env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert json.loads((out / "build_info.json").read_text())["moe"]["experts"] == 4
+    cfg = {"env": {"id": "rlseek/Arithmetic-v0", "kwargs": {"max_new_tokens": 4}},
+           "agent": {"algo": "lm-ppo", "params": {"model": str(out), "ppo_epochs": 1, "num_minibatches": 1}},
+           "run": {"total_steps": 8, "n_envs": 8, "eval_episodes": 4, "tracking": False}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "run")]) == 0
+    from rlseek.models.loader import load_causal_lm
+    trained, _ = load_causal_lm(tmp_path / "run" / "final")
+    assert isinstance(trained.model.layers[0].mlp, MoEBlock)

@@ -39,6 +39,15 @@ def _demo(f: dict[str, Any]) -> list[str]:
     ]
 
 
+def _vs_trl(f: dict[str, Any]) -> list[str]:
+    def cell(x: float | None, spec: str, unit: str = "") -> str:
+        return "not reached" if x is None else f"{format(x, spec)}{unit}"
+
+    rows = [f"| {name} | {r['best_exact_match']:.3f} | {cell(r['seconds_to_trl_best'], '.1f', ' s')} | "
+            f"{cell(r['time_ratio_to_trl'], '.2f', '×')} |" for name, r in f["summary"].items()]
+    return [f"TRL's best greedy exact match, {f['trl_best']:.3f}", *rows]
+
+
 def _continual(f: dict[str, Any]) -> list[str]:
     """One README table row per method: ACC and BWT with their 95 % CIs (see bench_continual)."""
     def cell(x: dict[str, float], spec: str) -> str:
@@ -99,6 +108,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
         f"{f['generate_tokens_per_second']:,.0f}"
     ],
     "demo-quick": _demo,
+    "bench_vs_trl_grpo": _vs_trl,
     "gpu_lm_ppo": lambda f: [
         f"| rollout (decode + env stepping) | **{f['b64_rollout_rollout_tokens_per_s']:,.0f}** tokens/s | "
         f"**{f['b256_rollout_rollout_tokens_per_s']:,.0f}** tokens/s |",

@@ -190,8 +190,14 @@ def load_causal_lm(
     path = resolve_model_path(name_or_path)
     tokenizer = _load_tokenizer_from(path)
     added_pad = prepare_tokenizer(tokenizer)
+    from rlseek.models.moe_lm import load_moe_causal_lm, moe_config
+
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=_resolve_dtype(dtype))
+        moe = moe_config(path)  # rlseek's MoE MLP blocks: transformers would drop the experts
+        if moe is not None:
+            model = load_moe_causal_lm(path, moe, _resolve_dtype(dtype))
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=_resolve_dtype(dtype))
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RlseekError(f"cannot load a causal LM from '{path}': {first}") from None

@@ -1,0 +1,72 @@
+"""Host-side batching helpers of the text-policy trainers (no device sync in the update loop).
+
+:func:`trim` cuts a minibatch to its longest prompt and response, :func:`token_budget_groups`
+packs rows into micro-batches of at most ``micro_batch_tokens`` padded tokens,
+:func:`make_optimizer` is the trainers' Adam (fused AdamW on CUDA) and :func:`host_floats`
+brings the update's figures to the host in one copy. :mod:`rlseek.agents.lm_ppo.trainer`
+re-exports them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def make_optimizer(params: list[nn.Parameter], lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """Adam (eps 1e-5, no weight decay) over float32 weights with float32 moments; on CUDA the
+    fused AdamW kernel with weight decay 0 (the same update, one kernel for all tensors)."""
+    if device.type == "cuda":
+        return torch.optim.AdamW(params, lr=lr, eps=1e-5, weight_decay=0.0, fused=True)
+    return torch.optim.Adam(params, lr=lr, eps=1e-5)
+
+
+def token_budget_groups(prompt_lens: torch.Tensor, response_lens: torch.Tensor, rows: torch.Tensor,
+                        budget: int) -> list[torch.Tensor]:
+    """Split ``rows`` (host ids) into groups whose padded size — rows × (longest prompt +
+    longest response) — stays within ``budget`` tokens (a longer row alone is its own
+    group). Rows are taken longest first, so each group is trimmed to similar lengths."""
+    total = prompt_lens[rows] + response_lens[rows]
+    order = rows[torch.sort(total, descending=True, stable=True).indices]
+    groups: list[list[int]] = []
+    cur: list[int] = []
+    wp = wr = 0
+    for i in order.tolist():
+        p, r = int(prompt_lens[i]), int(response_lens[i])
+        np_, nr = max(wp, p), max(wr, r)
+        if cur and (len(cur) + 1) * (np_ + max(nr, 1)) > budget:
+            groups.append(cur)
+            cur, np_, nr = [], p, r
+        cur.append(i)
+        wp, wr = np_, nr
+    if cur:
+        groups.append(cur)
+    return [torch.tensor(g, dtype=torch.long) for g in groups]
+
+
+def trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop prompt columns that are padding in every row and response columns past the
+    longest response, so a minibatch costs only as much as its longest sequence."""
+    keep_p = batch["prompt_mask"].any(0).nonzero()
+    start = int(keep_p[0]) if len(keep_p) else 0
+    keep_r = batch["mask"].any(0).nonzero()
+    end = int(keep_r[-1]) + 1 if len(keep_r) else 1
+    out = {}
+    for key, value in batch.items():
+        if key.startswith("prompt_"):
+            out[key] = value[:, start:]
+        elif value.dim() == 2:
+            out[key] = value[:, :end]
+        else:
+            out[key] = value
+    return out
+
+
+def host_floats(values: list[Any]) -> list[float]:
+    """Python floats of a list of 0-d tensors and numbers, with one device copy per list."""
+    if values and all(isinstance(v, torch.Tensor) for v in values):
+        dev = values[0].device
+        return [float(x) for x in torch.stack([v.reshape(()).to(dev) for v in values]).cpu().tolist()]
+    return [float(v) for v in values]
