@@ -39,7 +39,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "RLSEEK_TRACKING": "off",
 REWARD = {"accuracy": 0.9, "efficiency": 0.1}  # per-completion terms (see README)
 
 
-def lm_config(algo: str) -> dict:
+def lm_config(algo: str, strategy: str = "ddp") -> dict:
     params = {"learning_rate": 1e-3, "ppo_epochs": 2, "num_minibatches": 2}
     if algo == "lm-grpo":
         params.update(group_size=4, kl_coef=0.05)
@@ -48,7 +48,7 @@ def lm_config(algo: str) -> dict:
             "run": {"total_steps": 320, "n_envs": 32, "eval_episodes": 16, "checkpoint_every": 32,
                     "keep_checkpoints": 20,
                     "eval_every": 10_000, "seed": 0, "tracking": False, "torch_threads": 1,
-                    "distributed": {"strategy": "ddp"}}}
+                    "distributed": {"strategy": strategy}}}
 
 
 def launch(args: list[str], nproc: int, cwd: Path) -> None:
@@ -63,10 +63,12 @@ def max_diff(a: Path, b: Path) -> float:
     return max(float((x[k] - y[k]).abs().max()) for k in x)
 
 
-def bench_lm(algo: str, tmp: Path) -> dict:
-    cfg = tmp / f"{algo}.yaml"
-    cfg.write_text(yaml.safe_dump(lm_config(algo)))
-    out: dict = {"iterations": 10, "global_batch": 32}
+def bench_lm(algo: str, tmp: Path, strategy: str = "ddp") -> dict:
+    """``algo`` in 1 process and in 2 under ``strategy`` (the 1-process run is unsharded)."""
+    cfg = tmp / f"{algo}-{strategy}.yaml"
+    cfg.write_text(yaml.safe_dump(lm_config(algo, strategy)))
+    out: dict = {"iterations": 10, "global_batch": 32, "strategy": strategy}
+    algo = f"{algo}-{strategy}"
     for n in (1, 2):
         launch(["train", str(cfg), "--out", str(tmp / f"{algo}-{n}")], n, tmp)
         out[f"train_seconds_{n}"] = json.loads((tmp / f"{algo}-{n}" / "summary.json").read_text())["train_wall_seconds"]
@@ -111,10 +113,11 @@ def main() -> None:
         tmp = Path(d)
         result = {"backend": "gloo", "device": "cpu",
                   "torch_threads_per_process": 1, "cores": os.cpu_count(),
-                  "lm-ppo": bench_lm("lm-ppo", tmp), "lm-grpo": bench_lm("lm-grpo", tmp),
+                  "lm-ppo": bench_lm("lm-ppo", tmp), "lm-ppo-fsdp": bench_lm("lm-ppo", tmp, "fsdp"),
+                  "lm-grpo": bench_lm("lm-grpo", tmp),
                   "reward-model": bench_reward_model(tmp)}
-    write_figures(args.out, Path(args.out).stem, result, command="python benchmarks/bench_distributed.py")
-    for key in ("lm-ppo", "lm-grpo", "reward-model"):
+    write_figures(args.out, "bench_distributed", result, command="python benchmarks/bench_distributed.py")
+    for key in ("lm-ppo", "lm-ppo-fsdp", "lm-grpo", "reward-model"):
         r = result[key]
         per = r.get("max_weight_diff_per_iteration")
         if per:

@@ -91,7 +91,8 @@ def _mixture(f: dict[str, Any]) -> list[str]:
 def _distributed(f: dict[str, Any]) -> list[str]:
     """One README table row per trainer: weight difference and wall times, 1 vs 2 processes."""
     return [f"| {name} | {r['max_weight_diff']:.1e} | {r['train_seconds_1']:.1f} | {r['train_seconds_2']:.1f} | "
-            f"{r['speedup']:.2f} × |" for name, r in ((k, f[k]) for k in ("lm-ppo", "lm-grpo", "reward-model"))]
+            f"{r['speedup']:.2f} × |" for name, r in ((k, f[k]) for k in ("lm-ppo", "lm-ppo-fsdp", "lm-grpo",
+                                                                  "reward-model"))]
 
 
 CHECKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
