@@ -167,7 +167,7 @@ def test_bad_config_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_short_cli_runs_write_the_run_directory(tmp_path: Path) -> None:
-    from rlseek.serving.policies import agent_class
+    from rlseek.serving.policies import TextPolicy
 
     for algo in ("lm-grpo", "lm-rloo"):
         out = tmp_path / algo
@@ -184,7 +184,10 @@ def test_short_cli_runs_write_the_run_directory(tmp_path: Path) -> None:
         ckpts = Run.open(out).checkpoints()
         assert [c.step for c in ckpts] == [8, 16]
         assert not (ckpts[-1].path / "value_head.safetensors").exists()
-        assert agent_class(algo).env_kind == "text"  # rlseek serve loads it as a text policy
+        served = TextPolicy(out)  # rlseek serve loads it like an lm-ppo run
+        assert served.describe()["kind"] == "text"
+        (reply,) = served.run_batch([served.validate("12+34=", "46", 0.0)])
+        assert isinstance(reply["completion"], str) and reply["completion_ids"]
 
 
 @pytest.mark.slow  # ~9-11 s on a shared 2-core machine
