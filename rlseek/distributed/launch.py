@@ -47,6 +47,12 @@ def start_world(config: ExperimentConfig, strategies: Sequence[str], algo: str) 
                           f"does not support; use {' or '.join(repr(s) for s in strategies)}")
     device = resolve_device(config.run.device, check=True)
     W.resolve_backend(opts["backend"], device)
+    if opts["strategy"] == "fsdp":
+        for field, why in (("lora", "the adapter and its disabled-adapter reference"),
+                           ("micro_batch_tokens", "token-budget micro-batches differ between ranks")):
+            if config.agent.params.get(field):
+                raise ConfigError(f"field 'agent.params.{field}' is set with run.distributed.strategy "
+                                  f"'fsdp', which does not support {why}; use strategy ddp")
     if not launched:  # one process with run.distributed set: a world of one
         return W.current()
     size = int(os.environ["WORLD_SIZE"])

@@ -51,7 +51,7 @@ from rlseek.agents.lm_ppo.trainer import LmTrainer, PPOTrainer, autocast
 from rlseek.agents.loop import TrainingLoop
 from rlseek.agents.stages import TextStages, iteration_rows, parse_stages
 from rlseek.config import ExperimentConfig
-from rlseek.distributed import barrier, rank_seed
+from rlseek.distributed import barrier, current, rank_seed
 from rlseek.envs.text.evaluation import evaluate_prompts
 from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 from rlseek.envs.text.tasks import get_task
@@ -83,7 +83,7 @@ class LmAgent(Agent):
     lm-grpo and lm-rloo. Subclasses set ``config_class`` and :meth:`_make_trainer`."""
 
     env_kind = "text"
-    distributed_strategies = ("ddp",)
+    distributed_strategies = ("ddp", "fsdp")
     params: LmPolicyConfig
     supports_continual = True
 
@@ -171,8 +171,12 @@ class LmAgent(Agent):
         lm = self._load_lm(cfg.model, device, env)
         policy, reference = self._build_policy(lm, cfg)
         policy.to(device)
+        # strategy fsdp: the policy sharded for the update, `view` its unsharded copy for
+        # rollouts, evaluation and files (see rlseek.distributed.fsdp); otherwise the policy.
+        sharded = _shard_policy(policy, run.config) if world.distributed else None
+        view = sharded.plain if sharded is not None else policy
         iterations = len(rows)
-        engine = RolloutEngine.for_env(policy.lm, env, device)
+        engine = RolloutEngine.for_env(view.lm, env, device)
         decode = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k,
                                 cache=cfg.decode_cache, compile=cfg.compile)
         if shard.split and decode.resolved(device)[0] == "static":
@@ -187,7 +191,7 @@ class LmAgent(Agent):
 
             hooks = TextContinual(self.continual, lora=bool(cfg.lora))
             trainer.extra_loss = hooks.extra_loss(policy)
-        trainer.shard = shard
+        trainer.shard, trainer.sharded = shard, sharded
         torch.manual_seed(rank_seed(rc.seed, world.rank))  # per-rank stream from here on
         sample_gen = torch.Generator(device=device).manual_seed(rc.seed)
         trainer.shuffle_gen.manual_seed(rc.seed + 1)
@@ -197,11 +201,11 @@ class LmAgent(Agent):
             ckpt = run.latest_checkpoint()
             if ckpt is None:
                 raise RlseekError(f"{run.path} has no checkpoint to resume from")
-            self._load_checkpoint(ckpt.path, policy, trainer, sample_gen, device)
+            self._load_checkpoint(ckpt.path, view, trainer, sample_gen, device)
             trainer.load_state_dict(ckpt.state["trainer"])
             start, history, base_eval = ckpt.state["iteration"], ckpt.state["history"], ckpt.state["base_eval"]
         if base_eval is None and world.is_main:  # evaluations run on rank 0 only
-            base_eval = self._eval(policy.lm, run.config, cfg, device)
+            base_eval = self._eval(view.lm, run.config, cfg, device)
         total_done = int(done_at[-1])
         staging = TextStages(stages, env)
         loop = TrainingLoop(run, unit="completions", total=total_done,
@@ -238,9 +242,9 @@ class LmAgent(Agent):
                     k: stats[k] for k in ("reward/total", "charts/kl_ref", "charts/kl_coef",
                                           "charts/entropy", "charts/ent_coef", "charts/eos_rate")}})
                 if loop.eval_due(done) and it + 1 < iterations and world.is_main:
-                    loop.log_eval(self._eval(policy.lm, run.config, cfg, device), done, _EVAL_KEYS)
+                    loop.log_eval(self._eval(view.lm, run.config, cfg, device), done, _EVAL_KEYS)
                 if loop.checkpoint_due(done) or it + 1 == iterations:
-                    self._save_checkpoint(run, done, policy, trainer, sample_gen, {
+                    self._save_checkpoint(run, done, view, trainer, sample_gen, {
                         "iteration": it + 1, "completions": done, "history": history,
                         "base_eval": base_eval, "trainer": trainer.state_dict()})
         except BaseException:
@@ -252,7 +256,7 @@ class LmAgent(Agent):
         final_eval: dict[str, Any] = {}
         continual = None
         if world.is_main:  # rank 0 writes final/ and evaluates; the others wait
-            self._save_final(run, policy, env.tokenizer)
+            self._save_final(run, view, env.tokenizer)
             continual = hooks.finish(self, policy, trainer, device) if hooks is not None else None
             final_eval = self.evaluate(run)
         barrier()
@@ -414,10 +418,16 @@ class LmAgent(Agent):
         from safetensors.torch import save_file
 
         def write(folder: Path) -> None:
+            main = current().is_main
+            if trainer.sharded is not None:  # every rank: the gather of the sharded Adam state
+                trainer.sharded.save_optimizer(trainer.optimizer, folder / "optimizer_full.pt", main)
+            if not main:
+                return
             policy.lm.save_pretrained(folder / "policy")
             if policy.value_head is not None:
                 save_file(policy.value_head.state_dict(), str(folder / "value_head.safetensors"))
-            torch.save(trainer.optimizer.state_dict(), folder / "optimizer.pt")
+            if trainer.sharded is None:
+                torch.save(trainer.optimizer.state_dict(), folder / "optimizer.pt")
             torch.save({"sample": sample_gen.get_state(), "shuffle": trainer.shuffle_gen.get_state(),
                         "torch": torch.get_rng_state()}, folder / "rng.pt")
 
@@ -444,8 +454,16 @@ class LmAgent(Agent):
     def _load_checkpoint(self, folder: Path, policy: Any, trainer: LmTrainer,
                          sample_gen: torch.Generator, device: torch.device) -> None:
         self._load_policy_weights(folder, policy, device)
-        trainer.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True,
-                                                     map_location=device))
+        name = "optimizer_full.pt" if trainer.sharded is not None else "optimizer.pt"
+        if not (folder / name).is_file():
+            raise RlseekError(f"{folder} was written by the other run.distributed.strategy (it has no "
+                              f"{name}); resume it with the strategy it was trained with")
+        if trainer.sharded is not None:
+            head = policy.value_head.state_dict() if policy.value_head is not None else None
+            trainer.sharded.load_full(policy.lm.state_dict(), head)
+            trainer.sharded.load_optimizer(trainer.optimizer, folder / name)
+        else:
+            trainer.optimizer.load_state_dict(torch.load(folder / name, weights_only=True, map_location=device))
         rng = torch.load(folder / "rng.pt", weights_only=True)
         sample_gen.set_state(rng["sample"])
         trainer.shuffle_gen.set_state(rng["shuffle"])
@@ -480,3 +498,12 @@ class LmPpoAgent(LmAgent):
                       ) -> LmTrainer:
         return PPOTrainer(policy, reference, cfg, device, vocab_size=vocab_size,
                           banned_ids=banned_ids, total_iterations=total_iterations)
+
+
+def _shard_policy(policy: Any, config: ExperimentConfig) -> Any:
+    """The FSDP2-sharded policy under ``run.distributed.strategy: fsdp``, else None."""
+    if (config.run.distributed or {}).get("strategy") != "fsdp":
+        return None
+    from rlseek.distributed.fsdp import ShardedPolicy
+
+    return ShardedPolicy(policy)

@@ -120,6 +120,16 @@ class BatchShard:
         all_reduce_sum(vals)
         return {k: vals[i] for i, k in enumerate(keys)}
 
+    def max_count(self, n: int) -> int:
+        """The largest ``n`` over ranks (how many passes every rank must make under FSDP)."""
+        if not self.split:
+            return n
+        t = torch.tensor([float(n)])
+        if self.world.backend == "nccl":
+            t = t.cuda()
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return int(t.item())
+
     def gather(self, x: np.ndarray) -> np.ndarray:
         """Every rank's rows of a per-row array, in global order."""
         if not self.split:

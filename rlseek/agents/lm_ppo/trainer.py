@@ -92,6 +92,8 @@ class LmTrainer:
                                          cfg.ent_target, cfg.ent_rate, cfg.ent_coef_max)
         self.shuffle_gen = torch.Generator()
         self.shard = BatchShard(0, World())
+        self.sharded: Any = None
+        """``strategy: fsdp``: the policy's :class:`~rlseek.distributed.fsdp.ShardedPolicy`."""
         """This rank's rows of the global batch (set by the agent under torchrun; alone, the
         whole batch): see :mod:`rlseek.agents.lm_ppo.sharding`."""
         self.extra_loss: Callable[[], torch.Tensor] | None = None
@@ -118,6 +120,9 @@ class LmTrainer:
         args = (lm, inputs, mb["response_ids"].shape[1], self.cfg.temperature, value_head)
         kw = {"vocab_size": self.vocab_size, "banned_ids": self.banned_ids}
         with autocast(self.device, self.cfg.dtype):
+            if self.sharded is not None and lm is self.policy.lm:  # FSDP: through the root unit
+                return self.sharded.forward(inputs, args[2], self.cfg.temperature, self.vocab_size,
+                                            self.banned_ids, value_head is not None)
             if self.compile_forward and self.compile_error is None:
                 if self._compiled is None:
                     self._compiled = torch.compile(forward_response)
@@ -253,19 +258,24 @@ class LmTrainer:
         parts: dict[str, torch.Tensor] = {}
         empty = split and len(idx) == 0
         micros = self.micro_batches(idx, batch) if not empty else [torch.zeros(1, dtype=torch.long)]
-        for micro in micros:
+        real = 0 if empty else len(micros)
+        if self.sharded is not None:  # FSDP: the same number of forward/backward passes per rank
+            micros += [torch.zeros(1, dtype=torch.long)] * (self.shard.max_count(len(micros)) - len(micros))
+        for i, micro in enumerate(micros):
             mb = self.rows_of(batch, micro)
-            share = self.loss_units(mb["mask"]) / total * (0.0 if empty else 1.0)
+            share = self.loss_units(mb["mask"]) / total * (1.0 if i < real else 0.0)
             loss, micro_parts = self.micro_loss(mb)
             if self.extra_loss is not None:
                 extra = self.extra_loss()
                 loss = loss + extra
                 micro_parts = {**micro_parts, "losses/extra": extra}
-            (loss * share).backward()
+            # FSDP's reduce-scatter averages over ranks; the shares already are of all ranks.
+            (loss * share * (self.shard.world.world_size if self.sharded is not None else 1)).backward()
             for key, val in micro_parts.items():
                 parts[key] = parts.get(key, 0.0) + val.detach() * share
         if split:
-            all_reduce_gradients(self.policy.trainable_parameters())
+            if self.sharded is None:  # FSDP reduce-scatters its gradients itself
+                all_reduce_gradients(self.policy.trainable_parameters())
             parts = self.shard.reduce_parts(parts)
         return parts
 
@@ -274,6 +284,8 @@ class LmTrainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.trainable_parameters(),
                                                    self.cfg.max_grad_norm)
         self.optimizer.step()
+        if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor
+            grad_norm = grad_norm.full_tensor()
         return grad_norm
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -321,6 +333,8 @@ class LmTrainer:
         self.kl_ctl.update(stats["charts/kl_ref"], len(ro) * self.shard.world.world_size)
         self.ent_ctl.update(stats["charts/entropy"])
         self.iteration += 1
+        if self.sharded is not None:
+            self.sharded.sync()  # the rollouts' unsharded copy
         return stats
 
     def learning_rate(self, iteration: int) -> float:
