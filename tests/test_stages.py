@@ -200,3 +200,15 @@ def test_a_killed_staged_lm_ppo_run_resumes_in_its_stage(tmp_path: Path) -> None
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from_step"] == 16 and summary["completions"] == 24
     assert [(r["index"], r["batch_size"], r["start_iteration"]) for r in summary["stages"]] == [(1, 4, 2)]
+
+
+@pytest.mark.parametrize("name", ["reacher_ppo_staged.yaml", "reacher_ppo_moe.yaml"])
+def test_the_example_configs_load_and_build(name: str) -> None:
+    from rlseek.agents import get_agent_class
+    from rlseek.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "examples" / "configs" / name)
+    agent_cls = get_agent_class(cfg.agent.algo)
+    agent = agent_cls.config_class.from_params(cfg.agent.params).create(cfg)
+    resolved = agent.resolve_config(cfg)  # builds the SB3 model once
+    assert resolved.run.stages or "moe" in resolved.agent.params["policy_kwargs"]
