@@ -229,3 +229,7 @@ def test_builder_moe_option_and_lm_ppo_trains_the_moe_lm(tmp_path: Path) -> None
     from rlseek.models.loader import load_causal_lm
     trained, _ = load_causal_lm(tmp_path / "run" / "final")
     assert isinstance(trained.model.layers[0].mlp, MoEBlock)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"))
+    acc.Reload()
+    assert {"moe/max_load", "moe/balance_loss", "moe/load_0_0"} <= set(acc.Tags()["scalars"])

@@ -152,3 +152,63 @@ def test_lm_grpo_stage_batches_must_hold_whole_groups(
     assert main(["train", str(write(tmp_path, cfg)), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert "'run.stages[1].batch_size' must be a multiple of agent.params.group_size (4), got 6" in err
+
+
+def _simulate_kill(run_dir: Path, keep_until: int) -> Path:
+    """What a kill after step ``keep_until`` leaves: later checkpoints, final/, summary gone."""
+    import shutil
+
+    from rlseek.runs import Run
+
+    run = Run.open(run_dir)
+    for ck in run.checkpoints():
+        if ck.step > keep_until:
+            shutil.rmtree(ck.path)
+    shutil.rmtree(run.final_dir)
+    run.summary_path.unlink()
+    run.update_meta(status="running", end_time=None)
+    return run_dir
+
+
+def test_a_killed_staged_ppo_run_resumes_in_its_stage(tmp_path: Path) -> None:
+    from stable_baselines3 import PPO
+
+    stages = [{"steps": 64, "batch_size": 32}, {"steps": 64, "batch_size": 16}]
+    cfg = robot_config("ppo", stages, {"n_steps": 32, "batch_size": 16, "n_epochs": 1})
+    cfg["run"].update(checkpoint_every=32, keep_checkpoints=10)
+    out = tmp_path / "run"
+    assert main(["train", str(write(tmp_path, cfg)), "--out", str(out)]) == 0
+    _simulate_kill(out, keep_until=64)
+    assert main(["train", "--resume", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from_step"] == 64 and summary["steps"] == 128
+    assert [(r["index"], r["batch_size"], r["start"]) for r in summary["stages"]] == [(1, 16, 64)]
+    assert PPO.load(out / "final" / "model.zip").n_steps == 16
+
+
+def test_a_killed_staged_lm_ppo_run_resumes_in_its_stage(tmp_path: Path) -> None:
+    stages = [{"steps": 16, "batch_size": 8}, {"steps": 8, "batch_size": 4}]
+    cfg = {"env": {"id": "rlseek/Arithmetic-v0", "kwargs": {"max_new_tokens": 4}},
+           "agent": {"algo": "lm-ppo", "params": {"ppo_epochs": 1, "num_minibatches": 1}},
+           "run": {"total_steps": 24, "n_envs": 8, "eval_episodes": 4, "eval_every": 100,
+                   "checkpoint_every": 8, "keep_checkpoints": 10, "tracking": False,
+                   "stages": stages}}
+    out = tmp_path / "run"
+    assert main(["train", str(write(tmp_path, cfg)), "--out", str(out)]) == 0
+    _simulate_kill(out, keep_until=16)
+    assert main(["train", "--resume", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from_step"] == 16 and summary["completions"] == 24
+    assert [(r["index"], r["batch_size"], r["start_iteration"]) for r in summary["stages"]] == [(1, 4, 2)]
+
+
+@pytest.mark.parametrize("name", ["reacher_ppo_staged.yaml", "reacher_ppo_moe.yaml"])
+def test_the_example_configs_load_and_build(name: str) -> None:
+    from rlseek.agents import get_agent_class
+    from rlseek.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "examples" / "configs" / name)
+    agent_cls = get_agent_class(cfg.agent.algo)
+    agent = agent_cls.config_class.from_params(cfg.agent.params).create(cfg)
+    resolved = agent.resolve_config(cfg)  # builds the SB3 model once
+    assert resolved.run.stages or "moe" in resolved.agent.params["policy_kwargs"]

@@ -114,6 +114,9 @@ class RunCallback(BaseCallback):
         self._rollout_t0: float | None = None
         self._rollout_steps0 = 0
         self._rollout_end: float | None = None
+        self.continuing = False
+        """Set by staged training (``run.stages``) after the first ``learn`` call, so the
+        next one keeps the clock, the eval/checkpoint cadences and the episode sums."""
 
     # -- bookkeeping ----------------------------------------------------------------------
     def elapsed_s(self) -> float:
@@ -129,6 +132,8 @@ class RunCallback(BaseCallback):
         }
 
     def _on_training_start(self) -> None:
+        if self.continuing:  # a later stage's learn() call: same session, clock and cadences
+            return
         self._t0 = time.perf_counter()
         self.loop.restart_clock()
         self._steps0 = self.model.num_timesteps

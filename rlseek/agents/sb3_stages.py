@@ -91,6 +91,9 @@ def learn_in_stages(model: BaseAlgorithm, stages: list[Stage], callbacks: list[B
         model.learn(total_timesteps=end - start, callback=cbs,
                     reset_num_timesteps=fresh and first)
         first = False
+        for cb in callbacks:  # the next stage continues this session (clock, cadences)
+            if hasattr(cb, "continuing"):
+                cb.continuing = True
         records.append({"index": i, "batch_size": stage.batch_size, "curriculum": stage.curriculum,
                         "start": start, "end": int(model.num_timesteps),
                         "promotions": curriculum.rule.promotions if curriculum else []})

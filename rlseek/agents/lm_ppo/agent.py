@@ -57,6 +57,7 @@ from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 from rlseek.envs.text.tasks import get_task
 from rlseek.errors import RlseekError
 from rlseek.evaluation import EVAL_SEED_OFFSET
+from rlseek.models.moe import expert_load
 from rlseek.runs import Run
 from rlseek.runtime import quiet_libraries, resolve_device, set_torch_threads
 
@@ -228,6 +229,7 @@ class LmAgent(Agent):
                 stage_stats = staging.observe(ro)
                 stats = trainer.step(ro)
                 stats.update(stage_stats)
+                stats.update(expert_load(policy.lm))  # MoE LMs: moe/load_*, moe/balance_loss
                 t2 = time.perf_counter()
                 stats.update(self._rollout_stats(ro, t1 - t0, t2 - t1))
                 stats = shard.mean_scalars(stats)  # per-term rewards etc. over the global batch
