@@ -49,9 +49,12 @@ class ResponseForward(nn.Module):
                 vocab_size: int | None, banned_ids: tuple[int, ...], values: bool) -> Any:
         from rlseek.agents.lm_ppo.model import forward_response
 
-        return forward_response(self.lm, inputs, response_len, temperature,
-                                self.value_head if values else None, vocab_size=vocab_size,
-                                banned_ids=banned_ids)
+        logits, vals = forward_response(self.lm, inputs, response_len, temperature,
+                                        self.value_head if values else None, vocab_size=vocab_size,
+                                        banned_ids=banned_ids)
+        # FSDP hooks the backward of the root's outputs; a view (the squeezed values) would
+        # lose the hook under an in-place op downstream, so the root returns fresh tensors.
+        return logits.clone() if logits._base is not None else logits, None if vals is None else vals.clone()
 
 
 class ShardedPolicy:
