@@ -70,7 +70,7 @@ class RunSection:
     keep_checkpoints: int = 3
     stages: Any = field(default_factory=list)
     """Staged batch sizes, ``[{steps, batch_size, curriculum}, ...]`` (steps adding up to
-    ``total_steps``); empty: one stage. See :mod:`rlseek.agents.stages`."""
+    ``total_steps``); empty: one stage. See :mod:`rlseek.stages`."""
     tracking: bool = True
     """Record the run in MLflow (params, metrics, fingerprints); ``false`` switches it off."""
     tracking_uri: str = ""
@@ -249,8 +249,8 @@ def config_from_dict(data: Any, source: str = "<dict>") -> ExperimentConfig:
         raise ConfigError(f"{source}: field 'run.vec_env' must be 'dummy' or 'subproc', got {run.vec_env!r}")
     if run.distributed is not None:
         run.distributed = check_distributed(run.distributed, source)
-    from rlseek.agents.stages import parse_stages
     from rlseek.continual.spec import parse_continual
+    from rlseek.stages import parse_stages
 
     run.stages = [s.to_dict() for s in parse_stages(run.stages, run.total_steps, source)]
     if run.stages and getattr(run, "tasks", None):

@@ -36,6 +36,8 @@ LAYERS: dict[str, int] = {
     # Continual learning's data: the run.tasks spec (parsed with the config), the reservoir, the
     # EWC penalty, the accuracy-matrix figures; its agent hooks and its runner sit higher.
     "rlseek.continual": 0,
+    # Staged batch sizes: the run.stages spec (parsed with the config) and the promotion rule.
+    "rlseek.stages": 0,
     # 1: the reward registry, its terms, and scoring with a learned reward model
     "rlseek.rewards": 1,
     # 2: Gymnasium environments, scored through the registry
@@ -43,6 +45,8 @@ LAYERS: dict[str, int] = {
     # 3: agents (SB3, lm-ppo) behind one interface
     "rlseek.agents": 3,
     "rlseek.continual.robot": 3,
+    # FSDP2 wraps the text policy's forward, so it sits with the agents it shards.
+    "rlseek.distributed.fsdp": 3,
     "rlseek.continual.text": 3,
     # 4: features built on agents and envs
     "rlseek.reward_models": 4,

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 import rlseek  # noqa: F401  (registers the envs)
-from rlseek.agents.stages import CurriculumRule, Stage, parse_stages, stage_end, stage_index
 from rlseek.cli import main
 from rlseek.errors import ConfigError
+from rlseek.stages import CurriculumRule, Stage, parse_stages, stage_end, stage_index
 
 
 def test_stages_parse_and_locate_steps() -> None:

@@ -69,13 +69,13 @@ from rlseek.agents.sb3_callbacks import (
 from rlseek.agents.sb3_moe import MoELoadCallback, moe_policy
 from rlseek.agents.sb3_replay import load_replay_buffer, save_replay_buffer
 from rlseek.agents.sb3_stages import learn_in_stages
-from rlseek.agents.stages import parse_stages
 from rlseek.config import EnvSection, ExperimentConfig, RunSection
 from rlseek.envs.factory import make_env, reward_fn_of
 from rlseek.errors import RlseekError, did_you_mean
 from rlseek.rewards import import_reward_modules
 from rlseek.runs import Run, atomic_directory
 from rlseek.runtime import resolve_device, set_torch_threads
+from rlseek.stages import parse_stages
 
 MODEL_FILE = "model.zip"
 REPLAY_FILE = "replay_buffer.npz"

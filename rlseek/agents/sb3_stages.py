@@ -1,10 +1,10 @@
 """``run.stages`` for the SB3 agents: one ``learn`` call per stage, batch size set in between.
 
-See :mod:`rlseek.agents.stages` for the stage format. Here a stage's ``batch_size`` is the
+See :mod:`rlseek.stages` for the stage format. Here a stage's ``batch_size`` is the
 rollout size of on-policy algos (``n_steps = batch_size // n_envs``, the rollout buffer rebuilt;
 PPO's minibatch stays the configured one, capped at the rollout) and the gradient minibatch of
 off-policy algos. A curriculum stage sets every env copy to level 0 and promotes all copies
-together by :class:`~rlseek.agents.stages.CurriculumRule` over the episodes they finish, up
+together by :class:`~rlseek.stages.CurriculumRule` over the episodes they finish, up
 to the configured level (``env.kwargs.level``, else the native task); the stage after it
 returns the envs to the configured level. Evaluation always plays the
 configured level, so scores from all stages compare. SB3 finishes a rollout before it checks
@@ -20,8 +20,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
-from rlseek.agents.stages import CurriculumRule, Stage, stage_end, stage_index
 from rlseek.errors import RlseekError
+from rlseek.stages import CurriculumRule, Stage, stage_end, stage_index
 
 
 def apply_stage(model: BaseAlgorithm, stage: Stage, minibatch: int | None) -> None:

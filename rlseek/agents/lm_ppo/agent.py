@@ -49,7 +49,6 @@ from rlseek.agents.lm_ppo.model import build_policy
 from rlseek.agents.lm_ppo.sharding import BatchShard
 from rlseek.agents.lm_ppo.trainer import LmTrainer, PPOTrainer, autocast
 from rlseek.agents.loop import TrainingLoop
-from rlseek.agents.stages import TextStages, iteration_rows, parse_stages
 from rlseek.config import ExperimentConfig
 from rlseek.distributed import barrier, current, rank_seed
 from rlseek.envs.text.evaluation import evaluate_prompts
@@ -60,6 +59,7 @@ from rlseek.evaluation import EVAL_SEED_OFFSET
 from rlseek.models.moe import expert_load
 from rlseek.runs import Run
 from rlseek.runtime import quiet_libraries, resolve_device, set_torch_threads
+from rlseek.stages import TextStages, iteration_rows, parse_stages
 
 
 def _quiet_transformers() -> None:
