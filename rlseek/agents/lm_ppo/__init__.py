@@ -2,7 +2,8 @@
 
 Modules, each with one job: ``config`` (the typed, documented hyperparameters), ``core`` (GAE,
 clipped losses, masked whitening, KL estimators), ``controllers`` (β and α), ``model`` (policy
-with value head, reference, LoRA, the teacher-forced forward), ``trainer`` (one PPO iteration)
+with value head, reference, LoRA, the teacher-forced forward), ``trainer`` (one PPO iteration),
+``files`` (checkpoints and the final folder)
 and ``agent`` (the loop, runs, checkpoints, eval). Rollouts and evaluation are the text envs'
 one engine and evaluator (:mod:`rlseek.envs.text.rollout`, :mod:`rlseek.envs.text.evaluation`).
 

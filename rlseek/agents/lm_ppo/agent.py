@@ -37,20 +37,20 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from rlseek.agents.base import Agent, register_agent
+from rlseek.agents.lm_ppo import files
 from rlseek.agents.lm_ppo.config import LmPolicyConfig, LmPpoConfig
 from rlseek.agents.lm_ppo.model import build_policy
 from rlseek.agents.lm_ppo.sharding import BatchShard
 from rlseek.agents.lm_ppo.trainer import LmTrainer, PPOTrainer, autocast
 from rlseek.agents.loop import TrainingLoop
 from rlseek.config import ExperimentConfig
-from rlseek.distributed import barrier, current, rank_seed
+from rlseek.distributed import barrier, rank_seed
 from rlseek.envs.text.evaluation import evaluate_prompts
 from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 from rlseek.envs.text.tasks import get_task
@@ -413,76 +413,11 @@ class LmAgent(Agent):
         result["policy"] = source
         return result
 
-    # -- files -------------------------------------------------------------------------------
-    @staticmethod
-    def _save_checkpoint(run: Run, step: int, policy: Any, trainer: LmTrainer,
-                         sample_gen: torch.Generator, state: dict[str, Any]) -> None:
-        from safetensors.torch import save_file
-
-        def write(folder: Path) -> None:
-            main = current().is_main
-            if trainer.sharded is not None:  # every rank: the gather of the sharded Adam state
-                trainer.sharded.save_optimizer(trainer.optimizer, folder / "optimizer_full.pt", main)
-            if not main:
-                return
-            policy.lm.save_pretrained(folder / "policy")
-            if policy.value_head is not None:
-                save_file(policy.value_head.state_dict(), str(folder / "value_head.safetensors"))
-            if trainer.sharded is None:
-                torch.save(trainer.optimizer.state_dict(), folder / "optimizer.pt")
-            torch.save({"sample": sample_gen.get_state(), "shuffle": trainer.shuffle_gen.get_state(),
-                        "torch": torch.get_rng_state()}, folder / "rng.pt")
-
-        run.save_checkpoint(step, write, state)
-
-    @staticmethod
-    def _load_policy_weights(folder: Path, policy: Any, device: torch.device) -> None:
-        from safetensors.torch import load_file
-
-        if policy.lora:
-            from peft import set_peft_model_state_dict
-            from peft.utils import load_peft_weights
-
-            set_peft_model_state_dict(policy.lm, load_peft_weights(str(folder / "policy"), device=str(device)))
-        else:
-            from transformers import AutoModelForCausalLM
-
-            saved = AutoModelForCausalLM.from_pretrained(str(folder / "policy"))
-            policy.lm.load_state_dict(saved.state_dict())
-        if policy.value_head is not None:
-            policy.value_head.load_state_dict(load_file(str(folder / "value_head.safetensors"),
-                                                        device=str(device)))
-
-    def _load_checkpoint(self, folder: Path, policy: Any, trainer: LmTrainer,
-                         sample_gen: torch.Generator, device: torch.device) -> None:
-        self._load_policy_weights(folder, policy, device)
-        name = "optimizer_full.pt" if trainer.sharded is not None else "optimizer.pt"
-        if not (folder / name).is_file():
-            raise RlseekError(f"{folder} was written by the other run.distributed.strategy (it has no "
-                              f"{name}); resume it with the strategy it was trained with")
-        if trainer.sharded is not None:
-            head = policy.value_head.state_dict() if policy.value_head is not None else None
-            trainer.sharded.load_full(policy.lm.state_dict(), head)
-            trainer.sharded.load_optimizer(trainer.optimizer, folder / name)
-        else:
-            trainer.optimizer.load_state_dict(torch.load(folder / name, weights_only=True, map_location=device))
-        rng = torch.load(folder / "rng.pt", weights_only=True)
-        sample_gen.set_state(rng["sample"])
-        trainer.shuffle_gen.set_state(rng["shuffle"])
-        torch.set_rng_state(rng["torch"])
-
-    @staticmethod
-    def _save_final(run: Run, policy: Any, tokenizer: Any) -> None:
-        from safetensors.torch import save_file
-
-        from rlseek.runs import atomic_directory
-
-        lm = policy.lm.merge_and_unload() if policy.lora else policy.lm
-        with atomic_directory(run.final_dir) as tmp:
-            lm.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            if policy.value_head is not None:
-                save_file(policy.value_head.state_dict(), str(tmp / "value_head.safetensors"))
+    # -- files (rlseek/agents/lm_ppo/files.py) ------------------------------------------------
+    _save_checkpoint = staticmethod(files.save_checkpoint)
+    _load_policy_weights = staticmethod(files.load_policy_weights)
+    _load_checkpoint = staticmethod(files.load_checkpoint)
+    _save_final = staticmethod(files.save_final)
 
 
 _EVAL_KEYS = ("mean_return", "success_rate", "exact_match", "positive_fraction", "distinct_2")
