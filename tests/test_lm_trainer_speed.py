@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_lm_ppo_trainer import make_trainer, rollout
 
 from rlseek.agents.lm_ppo.config import LmPpoConfig
 from rlseek.agents.lm_ppo.trainer import make_optimizer, token_budget_groups
 from rlseek.errors import ConfigError
-from tests.test_lm_ppo_trainer import make_trainer, rollout
 
 
 def _step(**overrides: object) -> tuple[list[torch.Tensor], dict[str, float], list[int]]:
