@@ -72,26 +72,40 @@ def _compare(results: dict[str, list[dict[str, Any]]], target: float) -> dict[st
     return out
 
 
-def part_stages_robot(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    total = sum(s["steps"] for s in ROBOT_STAGES)
+def _staged_vs_constant(args: argparse.Namespace, tmp: Path, total: int, config: Any, tag: str,
+                        target: float, eval_key: str, final_key: str, unit: str
+                        ) -> dict[str, list[dict[str, Any]]]:
+    """Per seed, one staged and one constant-batch run of ``config(seed, staged)``; each run's
+    steps and wall time to ``target`` on the eval scalar ``tag``, its final eval figure and,
+    for staged runs, the curriculum promotions of every stage."""
     results: dict[str, list[dict[str, Any]]] = {"staged": [], "constant": []}
     for seed in range(args.seeds):
         for name in ("staged", "constant"):
-            params = {**ROBOT_PPO, "n_steps": ROBOT_CONSTANT}
-            run = {"total_steps": total, "seed": seed, "eval_every": 1024, "eval_episodes": 10,
-                   "checkpoint_every": total, "tracking": False}
-            if name == "staged":
-                run["stages"] = ROBOT_STAGES
-            cfg = {"env": {"id": "rlseek/Reacher-v0"}, "agent": {"algo": "ppo", "params": params}, "run": run}
             out = tmp / f"{name}-{seed}"
-            s = api.train(cfg, out=out).summary
-            r = time_to_target(out, "eval/mean_return", ROBOT_TARGET, total, s["wall_time_s"])
-            r.update(final_return=s["eval"]["mean_return"], total_wall_s=s["wall_time_s"])
+            s = api.train(config(seed, name == "staged"), out=out).summary
+            r = time_to_target(out, tag, target, total, s["wall_time_s"])
+            r.update({final_key: s["eval"].get(eval_key), "total_wall_s": s["wall_time_s"]})
             if name == "staged":
                 r["promotions"] = [st["promotions"] for st in s["stages"]]
             results[name].append(r)
-            print(f"{name:8s} seed {seed}: reached={r['reached']} steps={r['steps']} wall={r['wall_s']:.1f}s "
-                  f"final={r['final_return']:.2f}", flush=True)
+            print(f"{name:8s} seed {seed}: reached={r['reached']} {unit}={r['steps']} "
+                  f"wall={r['wall_s']:.1f}s final={r[final_key]}", flush=True)
+    return results
+
+
+def part_stages_robot(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    total = sum(s["steps"] for s in ROBOT_STAGES)
+
+    def config(seed: int, staged: bool) -> dict[str, Any]:
+        run = {"total_steps": total, "seed": seed, "eval_every": 1024, "eval_episodes": 10,
+               "checkpoint_every": total, "tracking": False}
+        if staged:
+            run["stages"] = ROBOT_STAGES
+        params = {**ROBOT_PPO, "n_steps": ROBOT_CONSTANT}
+        return {"env": {"id": "rlseek/Reacher-v0"}, "agent": {"algo": "ppo", "params": params}, "run": run}
+
+    results = _staged_vs_constant(args, tmp, total, config, "eval/mean_return", ROBOT_TARGET,
+                                  "mean_return", "final_return", "steps")
     return {"env": "rlseek/Reacher-v0", "algo": "ppo", "stages": ROBOT_STAGES,
             "constant_batch_size": ROBOT_CONSTANT, "params": ROBOT_PPO, "steps": total,
             "seeds": args.seeds, **_compare(results, ROBOT_TARGET)}
@@ -99,25 +113,18 @@ def part_stages_robot(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 def part_stages_text(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     total = sum(s["steps"] for s in TEXT_STAGES)
-    results: dict[str, list[dict[str, Any]]] = {"staged": [], "constant": []}
-    for seed in range(args.seeds):
-        for name in ("staged", "constant"):
-            run = {"total_steps": total, "n_envs": TEXT_CONSTANT, "seed": seed, "eval_every": 128,
-                   "eval_episodes": 100, "checkpoint_every": total, "tracking": False,
-                   "device": "cpu", "torch_threads": 1}
-            if name == "staged":
-                run["stages"] = TEXT_STAGES
-            cfg = {"env": {"id": "rlseek/Arithmetic-v0"}, "agent": {"algo": "lm-ppo", "params": TEXT_PPO},
-                   "run": run}
-            out = tmp / f"{name}-{seed}"
-            s = api.train(cfg, out=out).summary
-            r = time_to_target(out, "eval/exact_match", TEXT_TARGET, total, s["wall_time_s"])
-            r.update(final_accuracy=s["eval"].get("exact_match"), total_wall_s=s["wall_time_s"])
-            if name == "staged":
-                r["promotions"] = [st["promotions"] for st in s["stages"]]
-            results[name].append(r)
-            print(f"{name:8s} seed {seed}: reached={r['reached']} completions={r['steps']} "
-                  f"wall={r['wall_s']:.1f}s final={r['final_accuracy']}", flush=True)
+
+    def config(seed: int, staged: bool) -> dict[str, Any]:
+        run = {"total_steps": total, "n_envs": TEXT_CONSTANT, "seed": seed, "eval_every": 128,
+               "eval_episodes": 100, "checkpoint_every": total, "tracking": False,
+               "device": "cpu", "torch_threads": 1}
+        if staged:
+            run["stages"] = TEXT_STAGES
+        return {"env": {"id": "rlseek/Arithmetic-v0"}, "agent": {"algo": "lm-ppo", "params": TEXT_PPO},
+                "run": run}
+
+    results = _staged_vs_constant(args, tmp, total, config, "eval/exact_match", TEXT_TARGET,
+                                  "exact_match", "final_accuracy", "completions")
     return {"env": "rlseek/Arithmetic-v0", "algo": "lm-ppo", "stages": TEXT_STAGES,
             "constant_batch_size": TEXT_CONSTANT, "params": TEXT_PPO, "completions": total,
             "seeds": args.seeds, **_compare(results, TEXT_TARGET)}

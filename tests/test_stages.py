@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from test_resume import simulate_kill
 
 import rlseek  # noqa: F401  (registers the envs)
 from rlseek.cli import main
@@ -154,22 +155,6 @@ def test_lm_grpo_stage_batches_must_hold_whole_groups(
     assert "'run.stages[1].batch_size' must be a multiple of agent.params.group_size (4), got 6" in err
 
 
-def _simulate_kill(run_dir: Path, keep_until: int) -> Path:
-    """What a kill after step ``keep_until`` leaves: later checkpoints, final/, summary gone."""
-    import shutil
-
-    from rlseek.runs import Run
-
-    run = Run.open(run_dir)
-    for ck in run.checkpoints():
-        if ck.step > keep_until:
-            shutil.rmtree(ck.path)
-    shutil.rmtree(run.final_dir)
-    run.summary_path.unlink()
-    run.update_meta(status="running", end_time=None)
-    return run_dir
-
-
 def test_a_killed_staged_ppo_run_resumes_in_its_stage(tmp_path: Path) -> None:
     from stable_baselines3 import PPO
 
@@ -178,7 +163,7 @@ def test_a_killed_staged_ppo_run_resumes_in_its_stage(tmp_path: Path) -> None:
     cfg["run"].update(checkpoint_every=32, keep_checkpoints=10)
     out = tmp_path / "run"
     assert main(["train", str(write(tmp_path, cfg)), "--out", str(out)]) == 0
-    _simulate_kill(out, keep_until=64)
+    out = simulate_kill(out, keep_until=64)
     assert main(["train", "--resume", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from_step"] == 64 and summary["steps"] == 128
@@ -195,7 +180,7 @@ def test_a_killed_staged_lm_ppo_run_resumes_in_its_stage(tmp_path: Path) -> None
                    "stages": stages}}
     out = tmp_path / "run"
     assert main(["train", str(write(tmp_path, cfg)), "--out", str(out)]) == 0
-    _simulate_kill(out, keep_until=16)
+    out = simulate_kill(out, keep_until=16)
     assert main(["train", "--resume", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from_step"] == 16 and summary["completions"] == 24

@@ -46,15 +46,21 @@ def token_budget_groups(prompt_lens: torch.Tensor, response_lens: torch.Tensor, 
     return [torch.tensor(g, dtype=torch.long) for g in groups]
 
 
-def trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop prompt columns that are padding in every row and response columns past the
-    longest response, so a minibatch costs only as much as its longest sequence."""
-    keep_p = batch["prompt_mask"].any(0).nonzero()
-    start = int(keep_p[0]) if len(keep_p) else 0
-    keep_r = batch["mask"].any(0).nonzero()
-    end = int(keep_r[-1]) + 1 if len(keep_r) else 1
+def trim_bounds(prompt_mask: torch.Tensor, mask: torch.Tensor) -> tuple[int, int]:
+    """First prompt column that is not padding in every row, and one past the longest response."""
+    keep_p = prompt_mask.any(0).nonzero()
+    keep_r = mask.any(0).nonzero()
+    return (int(keep_p[0]) if len(keep_p) else 0), (int(keep_r[-1]) + 1 if len(keep_r) else 1)
+
+
+def cut(batch: dict[str, torch.Tensor], start: int, end: int,
+        rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """``batch`` (its ``rows`` when given) with prompt columns from ``start`` and response
+    columns up to ``end``; 1-d entries are kept whole."""
     out = {}
     for key, value in batch.items():
+        if rows is not None:
+            value = value[rows]
         if key.startswith("prompt_"):
             out[key] = value[:, start:]
         elif value.dim() == 2:
@@ -62,6 +68,12 @@ def trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         else:
             out[key] = value
     return out
+
+
+def trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop prompt columns that are padding in every row and response columns past the
+    longest response, so a minibatch costs only as much as its longest sequence."""
+    return cut(batch, *trim_bounds(batch["prompt_mask"], batch["mask"]))
 
 
 def host_floats(values: list[Any]) -> list[float]:

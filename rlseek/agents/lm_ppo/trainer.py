@@ -28,7 +28,13 @@ import torch
 from torch import nn
 
 from rlseek.agents.lm_ppo import core
-from rlseek.agents.lm_ppo.batching import host_floats, make_optimizer, token_budget_groups
+from rlseek.agents.lm_ppo.batching import (
+    cut,
+    host_floats,
+    make_optimizer,
+    token_budget_groups,
+    trim_bounds,
+)
 from rlseek.agents.lm_ppo.batching import trim as trim  # re-exported (continual.text uses it)
 from rlseek.agents.lm_ppo.config import LmPolicyConfig, LmPpoConfig
 from rlseek.agents.lm_ppo.controllers import EntropyController, make_kl_controller
@@ -157,21 +163,8 @@ class LmTrainer:
         read from the host masks instead of the device."""
         rows = rows.cpu()
         pm, m = self.host_masks(batch)
-        keep_p = pm[rows].any(0).nonzero()
-        start = int(keep_p[0]) if len(keep_p) else 0
-        keep_r = m[rows].any(0).nonzero()
-        end = int(keep_r[-1]) + 1 if len(keep_r) else 1
-        dev_rows = rows.to(batch["mask"].device, non_blocking=True)
-        out = {}
-        for key, value in batch.items():
-            value = value[dev_rows]
-            if key.startswith("prompt_"):
-                out[key] = value[:, start:]
-            elif value.dim() == 2:
-                out[key] = value[:, :end]
-            else:
-                out[key] = value
-        return out
+        start, end = trim_bounds(pm[rows], m[rows])
+        return cut(batch, start, end, rows.to(batch["mask"].device, non_blocking=True))
 
     def _budget_groups(self, batch: dict[str, torch.Tensor], rows: torch.Tensor) -> list[torch.Tensor]:
         pm, m = self.host_masks(batch)
