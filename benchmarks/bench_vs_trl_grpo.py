@@ -25,6 +25,10 @@
    loss normalization, group-std scaling, β = 0, on-policy) and rlseek lm-ppo
    (:class:`PPOTrainer`, one epoch of one minibatch per rollout of ``--batch`` prompts, fixed
    β = 0.02, no entropy bonus). One optimizer step = ``--batch`` completions for every method.
+   Every method gets the same ``--steps`` optimizer steps (1200) and the same learning-rate
+   schedule ``--lr-schedule`` (linear from the run's rate to 0 over the steps: TRL's
+   ``lr_scheduler_type``, rlseek's ``lr_schedule``); each method's rate is its best of the
+   ones tried (TRL 3e-4, 6e-4 and 1e-3 are all run; lm-grpo and lm-ppo run at 6e-4).
 
 Reported: each run's best greedy exact match and the training time at which it first reached
 TRL's best (the best over TRL's learning rates), and the ratio to TRL's own time to reach it.
@@ -208,7 +212,7 @@ def run_trl(base: Path, train: list, evalset: list, lr: float, args: argparse.Na
                      per_device_train_batch_size=args.batch, num_generations=args.group,
                      max_completion_length=4, temperature=args.temperature, max_steps=args.steps,
                      logging_steps=10_000, save_strategy="no", report_to=[], use_cpu=True,
-                     seed=args.seed, lr_scheduler_type="constant", warmup_steps=0,
+                     seed=args.seed, lr_scheduler_type=args.lr_schedule, warmup_steps=0,
                      disable_tqdm=True, dataloader_num_workers=0, max_grad_norm=1.0)
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=ds,
                           processing_class=tok, callbacks=[Eval()])
@@ -235,12 +239,15 @@ def run_rlseek(base: Path, train_file: Path, evalset: list, algo: str, args: arg
     env = make_text_vector_env("rlseek/Arithmetic-v0", args.batch, model=str(base), max_new_tokens=4,
                                reward={"accuracy": 1.0}, prompts_file=str(train_file))
     lm, tok = load_causal_lm(str(base))
-    cfg = (LmGrpoConfig if grpo else LmPpoConfig)(model=str(base), temperature=args.temperature, **params)
+    cfg = (LmGrpoConfig if grpo else LmPpoConfig)(model=str(base), temperature=args.temperature,
+                                                  lr_schedule=args.lr_schedule, **params)
     cfg.validate()
     policy, ref = build_policy(lm, cfg, value_head=not grpo, reference=not grpo or cfg.kl_coef > 0)
     engine = RolloutEngine.for_env(policy.lm, env, torch.device("cpu"))
     decode = DecodeSettings(temperature=cfg.temperature)
-    kw = dict(vocab_size=engine.vocab_size, banned_ids=engine.banned_ids(decode), total_iterations=args.steps)
+    updates = cfg.ppo_epochs * cfg.num_minibatches  # optimizer steps per rollout
+    kw = dict(vocab_size=engine.vocab_size, banned_ids=engine.banned_ids(decode),
+              total_iterations=args.steps // updates)
     trainer = (CriticFreeTrainer(policy, ref, cfg, torch.device("cpu"), estimator="grpo", **kw) if grpo
                else PPOTrainer(policy, ref, cfg, torch.device("cpu"), **kw))
     gen = torch.Generator().manual_seed(args.seed)
@@ -250,7 +257,6 @@ def run_rlseek(base: Path, train_file: Path, evalset: list, algo: str, args: arg
     curve.record(0, exact_match(policy.lm, tok, evalset))
     curve.resume()
     options = {"group_size": cfg.group_size} if grpo else None
-    updates = cfg.ppo_epochs * cfg.num_minibatches
     for it in range(args.steps // updates):
         t0 = time.perf_counter()
         ro = engine.rollout(env, decode, generator=gen, seed=args.seed * 1_000_003 + it, options=options)
@@ -273,16 +279,20 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "rlseek_vs_trl")
     p.add_argument("--figures", type=Path, default=None,
                    help="figure file to write (default figures/bench_vs_trl_grpo.json; '-': none)")
-    p.add_argument("--steps", type=int, default=400, help="optimizer steps per run")
+    p.add_argument("--steps", type=int, default=1200, help="optimizer steps per run")
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--batch", type=int, default=64, help="completions per optimizer step")
     p.add_argument("--group", type=int, default=8, help="G, completions per prompt (GRPO)")
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--trl-lrs", type=float, nargs="+", default=[1e-4, 3e-4])
-    p.add_argument("--grpo-lrs", type=float, nargs="+", default=[3e-4])
+    p.add_argument("--lr-schedule", choices=["constant", "linear"], default="linear",
+                   help="every method's learning-rate schedule (linear: to 0 over --steps)")
+    p.add_argument("--trl-lrs", type=float, nargs="+", default=[3e-4, 6e-4, 1e-3])
+    p.add_argument("--grpo-lrs", type=float, nargs="+", default=[6e-4])
     p.add_argument("--grpo-params", type=json.loads, default={},
                    help='more lm-grpo params as JSON, e.g. \'{"loss_norm": "sequence"}\'')
-    p.add_argument("--ppo-lr", type=float, default=3e-4)
+    p.add_argument("--ppo-lr", type=float, default=6e-4)
+    p.add_argument("--ppo-params", type=json.loads, default={},
+                   help='more lm-ppo params as JSON, e.g. \'{"ppo_epochs": 2}\'')
     p.add_argument("--base-target", type=float, default=0.5)
     p.add_argument("--only", nargs="+", default=["trl", "lm-grpo", "lm-ppo"])
     p.add_argument("--seed", type=int, default=0)
@@ -306,7 +316,7 @@ def main() -> None:
         curves.append(run_rlseek(base, train_file, evalset, "lm-ppo", args,
                                  {"learning_rate": args.ppo_lr, "ppo_epochs": 1, "num_minibatches": 1,
                                   "kl_coef": 0.02, "kl_control": "fixed", "ent_coef": 0.0,
-                                  "missing_eos_penalty": 0.0}))
+                                  "missing_eos_penalty": 0.0, **args.ppo_params}))
     trl = [c for c in curves if c.name.startswith("TRL")]
     ref = max(trl, key=lambda c: c.best()) if trl else None
     rows = []
