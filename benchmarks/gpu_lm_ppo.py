@@ -160,7 +160,10 @@ class Bench:
         cache, comp = settings.resolved(dev)
         out["decode_path"] = f"{cache} cache, compile {comp}, CUDA graphs {dev.type == 'cuda' and cache == 'static'}"
         if cache == "static":
-            err = engine.static_decoder(comp).compile_error
+            dec = engine.static_decoder(comp)
+            err = dec.compile_error
+            attn = getattr(getattr(dec._copy, "config", None), "_attn_implementation", None)
+            out["decode_path"] += f", LM head {str(dec.head_dtype).removeprefix('torch.')}, attention {attn}"
             if err:
                 out["decode_compile_error"] = err
         # the eager dynamic decode of the same prompts and seed, for token agreement

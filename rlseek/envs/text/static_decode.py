@@ -38,10 +38,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from rlseek.envs.text import decode_attention
 from rlseek.envs.text.decode_state import MAX_BUCKETS, DecodeState, bucket_shape
 from rlseek.envs.text.rollout import (
     CACHE_KWARG,
     Generation,
+    exponential_noise,
     full_precision,
     lm_trunk,
     policy_logits,
@@ -77,7 +79,16 @@ class StaticDecoder:
         self._copy: nn.Module | None = None
         self._head: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self._compiled: Any = None
+        self._pick: Any = None
         self.compile_error: str | None = None
+        self.attention_kernel = True
+        """Graph path: the decode copy attends through :mod:`~rlseek.envs.text.decode_attention`'s
+        single-query kernel (where Triton is present) instead of SDPA."""
+        self.compile_mode: str | None = None
+        """``torch.compile`` mode of the decode forward (None: the default)."""
+        self.head_dtype = torch.float32
+        """dtype of the padded LM head on the graph path, set per decode from
+        ``DecodeSettings.head_float32`` (logits are float32 either way)."""
 
     # -- weights ----------------------------------------------------------------------------
     def _trunk(self, dtype: torch.dtype | None) -> nn.Module:
@@ -88,6 +99,8 @@ class StaticDecoder:
             return trunk
         if self._copy is None or next(self._copy.parameters()).dtype != dtype:
             self._copy = copy.deepcopy(trunk).to(dtype).requires_grad_(False)
+            if self.graphs and self.attention_kernel and decode_attention.available() and hasattr(self._copy, "config"):
+                self._copy.config._attn_implementation = decode_attention.register()
         with torch.no_grad():
             src = list(trunk.parameters()) + list(trunk.buffers())
             dst = list(self._copy.parameters()) + list(self._copy.buffers())
@@ -102,9 +115,10 @@ class StaticDecoder:
         if not self.graphs or not isinstance(weight, torch.Tensor):
             return None
         rows = -(-weight.shape[0] // HEAD_MULTIPLE) * HEAD_MULTIPLE
-        if self._head is None or self._head[0].shape != (rows, weight.shape[1]):
-            w = torch.zeros((rows, weight.shape[1]), dtype=torch.float32, device=weight.device)
-            b = None if bias is None else torch.zeros(rows, dtype=torch.float32, device=weight.device)
+        dt = self.head_dtype
+        if self._head is None or self._head[0].shape != (rows, weight.shape[1]) or self._head[0].dtype != dt:
+            w = torch.zeros((rows, weight.shape[1]), dtype=dt, device=weight.device)
+            b = None if bias is None else torch.zeros(rows, dtype=dt, device=weight.device)
             self._head = (w, b)
         w, b = self._head
         with torch.no_grad():
@@ -123,7 +137,7 @@ class StaticDecoder:
             return lm_head_float32(lm, hidden[:, None])[:, -1]
         w, b = head
         with full_precision(hidden.device):
-            logits = torch.nn.functional.linear(hidden.float(), w, b)
+            logits = torch.nn.functional.linear(hidden.to(w.dtype), w, b).float()
             cap = getattr(getattr(lm, "config", None), "final_logit_softcapping", None)
             if cap:
                 logits = torch.tanh(logits / cap) * cap
@@ -131,9 +145,10 @@ class StaticDecoder:
 
     # -- the loop -----------------------------------------------------------------------------
     def _forward(self, trunk: nn.Module, st: DecodeState, ids: torch.Tensor, mask: torch.Tensor,
-                 pos: torch.Tensor) -> torch.Tensor:
+                 pos: torch.Tensor, kv_len: torch.Tensor | None = None) -> torch.Tensor:
+        extra = {decode_attention.KV_LEN: kv_len} if kv_len is not None else {}
         out = trunk(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                    **{CACHE_KWARG: st.cache})
+                    **{CACHE_KWARG: st.cache}, **extra)
         return out.last_hidden_state[:, -1]
 
     def _choose(self, st: DecodeState, logits: torch.Tensor, settings: DecodeSettings,
@@ -144,18 +159,23 @@ class StaticDecoder:
         # Only the real rows are scored and sampled, from a contiguous (rows, V) tensor: the
         # noise then comes from the generator exactly as in the dynamic path's draw.
         rows = st.rows
-        scores = policy_logits(logits[:rows].contiguous(), settings.temperature, eng.vocab_size,
-                               () if banned is None else banned)
-        drawn = sample_tokens(scores, settings.temperature, settings.top_k, generator)
+        real = logits[:rows].contiguous()
+        noise = None
+        if settings.temperature > 0:  # drawn here: the compiled pick takes no generator
+            width = min(real.shape[-1], eng.vocab_size) if eng.vocab_size else real.shape[-1]
+            noise = exponential_noise((rows, width), real.device, generator)
+        pick = self._pick if self._pick is not None else pick_tokens
+        drawn, lp_rows = pick(real, noise, settings.temperature, eng.vocab_size, banned,
+                              settings.top_k, settings.record_logprobs)
         action = torch.full((st.batch,), fill, dtype=torch.long, device=logits.device)
         action[:rows] = drawn
         live = ~st.done
         action = torch.where(live, action, torch.full_like(action, fill))
         st.tokens.index_copy_(1, st.step, action[:, None])
         st.live_mask.index_copy_(1, st.step, live.long()[:, None])
-        if settings.record_logprobs:
+        if lp_rows is not None:
             lp = torch.zeros((st.batch, 1), device=logits.device)
-            lp[:rows] = torch.log_softmax(scores, -1).gather(-1, action[:rows, None])
+            lp[:rows] = lp_rows
             st.logprobs.index_copy_(1, st.step, lp * live[:, None])
         if eng.eos_token_id is not None:
             ended = live & (action == eng.eos_token_id)
@@ -171,7 +191,11 @@ class StaticDecoder:
               banned: torch.Tensor | None, generator: torch.Generator | None) -> None:
         """One token: forward the last chosen token, then choose the next one."""
         fwd = self._compiled if self._compiled is not None else self._forward
-        hidden = fwd(trunk, st, st.tok, st.mask, st.pos)
+        # The fed token's key lands at column P + step - 1: P + step keys are then cached.
+        uses_kernel = trunk is self._copy and getattr(trunk, "config", None) is not None \
+            and trunk.config._attn_implementation == decode_attention.NAME
+        kv_len = st.step + st.prompt_len if uses_kernel else None
+        hidden = fwd(trunk, st, st.tok, st.mask, st.pos, kv_len)
         st.pos.add_(st.live[:, None])
         self._choose(st, self._logits(hidden, head), settings, banned, generator)
 
@@ -202,7 +226,8 @@ class StaticDecoder:
         """Capture one decode step of ``st`` (warm-up steps first, on a side stream, with a
         throw-away generator so ``generator``'s stream is not consumed)."""
         if self.compile and self._compiled is None and self.compile_error is None:
-            self._compiled = torch.compile(self._forward, dynamic=False)
+            self._compiled = torch.compile(self._forward, dynamic=False, mode=self.compile_mode)
+            self._pick = torch.compile(pick_tokens, dynamic=False)
         dummy = torch.Generator(device=self.engine.device).manual_seed(0)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -214,7 +239,7 @@ class StaticDecoder:
                     if self._compiled is None:
                         raise
                     self.compile_error = f"{type(err).__name__}: {err}"[:300]
-                    self._compiled = None
+                    self._compiled = self._pick = None
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         if generator is not None:
@@ -242,6 +267,7 @@ class StaticDecoder:
         amp = torch.get_autocast_dtype(dev.type) if autocast_on else None
         copy_dtype = amp if (self.graphs and amp is not None) else None
         trunk = self._trunk(copy_dtype)
+        self.head_dtype = torch.float32 if settings.head_float32 or copy_dtype is None else copy_dtype
         compute = copy_dtype or amp or next(trunk.parameters()).dtype
         head = self._head_weights()
         banned_list = eng.banned_ids(settings)
@@ -259,7 +285,7 @@ class StaticDecoder:
                     if self._compiled is None:
                         raise
                     self.compile_error = f"{type(err).__name__}: {err}"[:300]
-                    self._compiled = None
+                    self._compiled = self._pick = None
                     torch.cuda.synchronize()
                     self._prefill(trunk, st, ids, pmask, rows, head)
                     self._capture(trunk, st, head, settings, banned, generator)
@@ -282,6 +308,20 @@ class StaticDecoder:
                           eos=st.eos[:rows].clone(),
                           logprobs=st.logprobs[:rows, :width].clone() if settings.record_logprobs else None,
                           seconds=time.perf_counter() - t0)
+
+
+def pick_tokens(logits: torch.Tensor, noise: torch.Tensor | None, temperature: float,
+                vocab_size: int | None, banned: torch.Tensor | None, top_k: int,
+                record_logprobs: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The next token of each row from (rows, V_model) float32 logits and pre-drawn
+    Exp(1) ``noise`` (None when greedy), and its (rows, 1) log-prob when ``record_logprobs``:
+    :func:`policy_logits` then :func:`sample_tokens`, as the dynamic loop chooses. A pure
+    function of tensors, so the graph path compiles it (inductor fuses the passes over the
+    vocabulary into a few kernels)."""
+    scores = policy_logits(logits, temperature, vocab_size, () if banned is None else banned)
+    drawn = sample_tokens(scores, temperature, top_k, noise=noise)
+    lp = torch.log_softmax(scores, -1).gather(-1, drawn[:, None]) if record_logprobs else None
+    return drawn, lp
 
 
 class _nullcontext:

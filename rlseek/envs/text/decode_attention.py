@@ -1,0 +1,203 @@
+"""Single-query attention for the compiled static decode path: one Triton kernel per layer and token.
+
+During decoding each row brings one query token that attends to the keys cached so far.
+``scaled_dot_product_attention`` with an additive mask picks, on an H200, cuDNN's flash kernel,
+a prefill kernel that tiles queries by 64 or more: for one query it spends about 20 µs per
+layer at batch 64 whatever the length — a quarter of a GPT-2-small decode step
+(``benchmarks/GPU_NOTES.md``; FlexAttention compiled by inductor measured 26 µs there). This
+kernel gives each (row, head) one program that streams the row's keys and values once with an
+online softmax, reading only the positions written so far (the decoder passes their count as
+the ``rlseek_kv_len`` keyword, which transformers hands through to attention functions), not
+the whole pre-allocated cache.
+
+It is a PyTorch custom op (``rlseek::decode_attention``), so ``torch.compile`` treats it as one
+opaque call — inductor neither traces nor recompiles the Triton kernel — and the CUDA graph of
+the step captures its launch like the rest. Registered with transformers' ``AttentionInterface``
+under :data:`NAME` and used only by the decode copy of the trunk
+(:class:`~rlseek.envs.text.static_decode.StaticDecoder`, CUDA); every call it cannot serve (more
+than one query, no CUDA, soft-capping, sliding windows,
+dropout, an attention mask of another shape, a head size over 256) goes to transformers' own SDPA function unchanged.
+The numbers are SDPA's, with a float32 softmax: the same masked softmax of ``q·k·scale + mask``
+(``tests/test_decode_attention.py`` compares them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+NAME = "rlseek_decode"
+"""The attention implementation name the decode copy's config is set to."""
+KV_LEN = "rlseek_kv_len"
+"""Keyword of the trunk's forward that carries the count of cached keys (a (1,) long tensor)."""
+BLOCK_KEYS = 0
+"""Keys per tile; 0: :func:`launch_config` picks."""
+NUM_WARPS = 0
+"""Warps per (row, head) program; 0: :func:`launch_config` picks."""
+UNROLL = True
+"""Unrolled tiles when the cache has at most :data:`MAX_UNROLLED_TILES` of them."""
+
+try:  # Triton ships with CUDA builds of torch; CPU builds go without the kernel
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the torch build
+    triton = None
+
+if triton is not None:
+    # Defined at module level, as Triton wants its kernels.
+    @triton.jit
+    def _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, n, start, m_i, l_i, acc,
+              HAS_MASK: tl.constexpr, BLOCK: tl.constexpr, D: tl.constexpr, DP: tl.constexpr):
+        """One tile of BLOCK keys: the online-softmax update of (max, sum, accumulator).
+        D is the head size, DP the power of two >= D the lanes are laid out in."""
+        d = tl.arange(0, DP)
+        cols = start + tl.arange(0, BLOCK)
+        ok = cols < n
+        kv_ok = ok[:, None] & (d[None, :] < D)
+        k = tl.load(k_ptr + row_k + cols[:, None] * skl + d[None, :], mask=kv_ok, other=0.0).to(tl.float32)
+        s = tl.sum(k * q[None, :], 1)
+        if HAS_MASK:
+            s += tl.load(m_ptr + row_m + cols, mask=ok, other=0.0).to(tl.float32)
+        s = tl.where(ok, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 0))
+        alpha = tl.exp(m_i - m_new)
+        p = tl.exp(s - m_new)
+        v = tl.load(v_ptr + row_v + cols[:, None] * svl + d[None, :], mask=kv_ok, other=0.0).to(tl.float32)
+        return m_new, l_i * alpha + tl.sum(p, 0), acc * alpha + tl.sum(p[:, None] * v, 0)
+
+    @triton.jit
+    def _decode_attention_kernel(q_ptr, k_ptr, v_ptr, m_ptr, o_ptr, n_ptr,
+                                sqb, sqh, skb, skh, skl, svb, svh, svl, smb, sob, soh,
+                                heads, group, scale,
+                                KEYS: tl.constexpr, HAS_MASK: tl.constexpr, HAS_N: tl.constexpr,
+                                UNROLL: tl.constexpr, BLOCK: tl.constexpr, D: tl.constexpr,
+                                DP: tl.constexpr):
+        """One program per (row, head). UNROLL: every tile of the KEYS-long cache is a
+        static, unrolled step (all loads can be issued at once; tiles past the written count
+        are masked off and read nothing); else a loop up to the written count."""
+        pid = tl.program_id(0)
+        b = pid // heads
+        h = pid % heads
+        hk = h // group
+        d = tl.arange(0, DP)
+        q = tl.load(q_ptr + b * sqb + h * sqh + d, mask=d < D, other=0.0).to(tl.float32) * scale
+        n = KEYS
+        if HAS_N:
+            n = tl.minimum(tl.load(n_ptr).to(tl.int32), KEYS)
+        m_i = tl.full([1], float("-inf"), tl.float32)
+        l_i = tl.zeros([1], tl.float32)
+        acc = tl.zeros([DP], tl.float32)
+        row_k, row_v, row_m = b * skb + hk * skh, b * svb + hk * svh, b * smb
+        if UNROLL:
+            for start in tl.static_range(0, KEYS, BLOCK):
+                m_i, l_i, acc = _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, n, start,
+                                      m_i, l_i, acc, HAS_MASK, BLOCK, D, DP)
+        else:
+            for start in range(0, n, BLOCK):
+                m_i, l_i, acc = _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, n, start,
+                                      m_i, l_i, acc, HAS_MASK, BLOCK, D, DP)
+        out = acc / l_i
+        tl.store(o_ptr + b * sob + h * soh + d, out.to(o_ptr.dtype.element_ty), mask=d < D)
+
+
+MAX_UNROLLED_TILES = 16
+"""Caches of more tiles than this run the loop, not the unrolled steps."""
+
+
+def launch_config(programs: int, keys: int) -> tuple[int, int]:
+    """(keys per tile, warps) for ``programs`` (row, head) programs over ``keys`` cached keys:
+    measured on an H200 at 192 keys (``benchmarks/GPU_NOTES.md``), many small single-warp
+    programs win once there are thousands of them (batch 256 × 12 heads), two-warp programs
+    with 128-key tiles below that."""
+    if BLOCK_KEYS and NUM_WARPS:  # set by hand (benchmarks)
+        return BLOCK_KEYS, NUM_WARPS
+    block, warps = (32, 1) if programs >= 2048 else (128, 2)
+    return min(block, max(16, triton.next_power_of_2(keys))), warps
+
+
+def available() -> bool:
+    """Whether the kernel can run here (CUDA and Triton present)."""
+    return triton is not None and torch.cuda.is_available()
+
+
+@torch.library.custom_op("rlseek::decode_attention", mutates_args=())
+def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     mask: torch.Tensor | None, kv_len: torch.Tensor | None,
+                     scale: float) -> torch.Tensor:
+    """Attention of one query per (row, head): (B, H, 1, D) query, (B, H_kv, L, D) keys and
+    values, optional (B, 1, 1, L) additive mask -> (B, 1, H, D) output (the layout
+    transformers' attention functions return). With ``kv_len`` (a one-element long device
+    tensor) only the first ``kv_len`` keys are read (the rest must be masked anyway)."""
+    B, H, _, D = query.shape
+    Hkv, L = key.shape[1], key.shape[2]
+    out = torch.empty((B, 1, H, D), dtype=query.dtype, device=query.device)
+    m = mask if mask is not None else query
+    n = kv_len if kv_len is not None else query
+    block, warps = launch_config(B * H, L)
+    _decode_attention_kernel[(B * H,)](
+        query, key, value, m, out, n,
+        query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
+        value.stride(0), value.stride(1), value.stride(2),
+        m.stride(0) if mask is not None else 0, out.stride(0), out.stride(2),
+        H, H // Hkv, float(scale),
+        KEYS=L, HAS_MASK=mask is not None, HAS_N=kv_len is not None,
+        UNROLL=UNROLL and -(-L // block) <= MAX_UNROLLED_TILES, BLOCK=block, D=D,
+        DP=triton.next_power_of_2(D), num_warps=warps,
+    )
+    return out
+
+
+@decode_attention.register_fake
+def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+      kv_len: torch.Tensor | None, scale: float) -> torch.Tensor:
+    B, H, _, D = query.shape
+    return query.new_empty((B, 1, H, D))
+
+
+def servable(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None,
+             dropout: float = 0.0, softcap: float | None = None,
+             sliding_window: int | None = None) -> bool:
+    """Whether :func:`decode_attention` serves this call (else SDPA does)."""
+    B, H, Q, D = query.shape
+    if triton is None or Q != 1 or not query.is_cuda or dropout or D > 256:
+        return False
+    if softcap or sliding_window or H % key.shape[1]:
+        return False
+    if query.stride(-1) != 1 or key.stride(-1) != 1 or query.dtype != key.dtype:
+        return False
+    return mask is None or (mask.dim() == 4 and mask.shape[1] == 1 and mask.shape[2] == 1
+                            and mask.shape[0] == B and mask.shape[-1] == key.shape[2]
+                            and mask.stride(-1) == 1 and mask.dtype != torch.bool)
+
+
+def attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+                      value: torch.Tensor, attention_mask: torch.Tensor | None,
+                      dropout: float = 0.0, scaling: float | None = None,
+                      **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """A transformers attention function: the kernel for single-query calls it can serve,
+    transformers' SDPA function for everything else."""
+    n = kwargs.pop(KV_LEN, None)
+    if servable(query, key, attention_mask, dropout, kwargs.get("softcap"), kwargs.get("sliding_window")):
+        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+        n = n if isinstance(n, torch.Tensor) and n.numel() == 1 else None
+        return decode_attention(query, key, value, attention_mask, n, float(scale)), None
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                  scaling=scaling, **kwargs)
+
+
+def register() -> str:
+    """Register :func:`attention_forward` (and SDPA's mask builder) under :data:`NAME`;
+    returns the name. Idempotent."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(NAME, attention_forward)
+    try:
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+        ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
+    except (ImportError, AttributeError):  # older transformers: masks are passed 4-D anyway
+        pass
+    return NAME

@@ -1,0 +1,121 @@
+"""The decode copy's attention function: the single-query kernel where it serves (CUDA), and
+transformers' SDPA function, unchanged, everywhere else (CPU, prefill, shapes it refuses)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from rlseek.envs.text import decode_attention as da
+from rlseek.envs.text.decode_state import additive_mask
+from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
+from rlseek.models.loader import load_causal_lm
+
+cuda = pytest.mark.skipif(not da.available(), reason="the kernel needs CUDA and Triton")
+
+
+class _Module(torch.nn.Module):
+    """What transformers' attention functions read off the attention module."""
+
+    is_causal = True
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.num_key_value_groups = groups
+
+
+def _inputs(B: int, H: int, Hkv: int, L: int, D: int, device: str, dtype: torch.dtype, seed: int = 0):  # type: ignore[no-untyped-def]
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, H, 1, D, generator=g).to(device, dtype)
+    k = torch.randn(B, Hkv, L, D, generator=g).to(device, dtype)
+    v = torch.randn(B, Hkv, L, D, generator=g).to(device, dtype)
+    allowed = torch.rand(B, L, generator=g) > 0.2  # left padding and holes
+    allowed[:, 0] = True
+    mask = additive_mask(allowed.to(device), dtype)[:, None, None, :]
+    return q, k, v, mask
+
+
+def _reference(q, k, v, mask, n=None):  # type: ignore[no-untyped-def]
+    """float64 masked softmax over the first ``n`` keys, (B, 1, H, D) like the kernel."""
+    H, Hkv = q.shape[1], k.shape[1]
+    k, v = k.double().repeat_interleave(H // Hkv, 1), v.double().repeat_interleave(H // Hkv, 1)
+    s = q.double() @ k.transpose(-1, -2) * q.shape[-1] ** -0.5 + mask.double()
+    if n is not None:
+        s[..., n:] = float("-inf")
+    return (torch.softmax(s, -1) @ v).transpose(1, 2)
+
+
+def test_registered_under_its_name() -> None:
+    assert da.register() == da.NAME == da.register()  # idempotent
+    assert AttentionInterface._global_mapping[da.NAME] is da.attention_forward
+
+
+def test_cpu_calls_go_to_sdpa_unchanged() -> None:
+    q, k, v, mask = _inputs(2, 4, 2, 10, 16, "cpu", torch.float32)
+    assert not da.servable(q, k, mask)
+    module = _Module(2)
+    got, _ = da.attention_forward(module, q, k, v, mask, **{da.KV_LEN: torch.tensor([7])})
+    want, _ = sdpa_attention_forward(module, q, k, v, mask)
+    assert torch.equal(got, want)
+    torch.testing.assert_close(got.double(), _reference(q, k, v, mask), atol=1e-5, rtol=1e-5)
+
+
+def test_servable_refuses_what_the_kernel_does_not_do() -> None:
+    q, k, _, mask = _inputs(2, 4, 2, 10, 16, "cpu", torch.float32)
+    # on CPU nothing is served; the shape rules are checked on a meta copy of a CUDA call
+    assert not da.servable(q, k, mask)
+    if not da.available():
+        return
+    qc, kc, mc = q.cuda(), k.cuda(), mask.cuda()
+    assert da.servable(qc, kc, mc) and da.servable(qc, kc, None)
+    assert not da.servable(torch.cat([qc, qc], 2), kc, mc)  # two queries (prefill)
+    assert not da.servable(qc, kc, mc, dropout=0.1)
+    assert not da.servable(qc, kc, mc, softcap=30.0)
+    assert not da.servable(qc, kc, mc, sliding_window=4)
+    assert not da.servable(qc, kc, mc.bool())
+    assert not da.servable(qc, kc[:, :1].expand(2, 3, 10, 16).contiguous(), mc)  # 4 heads over 3
+
+
+@cuda
+@pytest.mark.parametrize("B,H,Hkv,L,D", [(3, 4, 4, 200, 64), (5, 8, 2, 33, 48), (64, 12, 12, 192, 64),
+                                         (2, 2, 1, 700, 128)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kernel_equals_the_masked_softmax(B: int, H: int, Hkv: int, L: int, D: int, dtype: torch.dtype) -> None:
+    q, k, v, mask = _inputs(B, H, Hkv, L, D, "cuda", dtype, seed=B + L)
+    tol = 2e-5 if dtype == torch.float32 else 2e-2
+    full = da.decode_attention(q, k, v, mask, None, D ** -0.5)
+    torch.testing.assert_close(full.double(), _reference(q, k, v, mask), atol=tol, rtol=tol)
+    n = L // 2 + 1  # only the keys written so far
+    part = da.decode_attention(q, k, v, mask, torch.tensor([n], device="cuda"), D ** -0.5)
+    torch.testing.assert_close(part.double(), _reference(q, k, v, mask, n), atol=tol, rtol=tol)
+    # the same through the attention function, against transformers' SDPA
+    got, _ = da.attention_forward(_Module(H // Hkv), q, k, v, mask)
+    want, _ = sdpa_attention_forward(_Module(H // Hkv), q, k, v, mask)
+    torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=tol)
+
+
+@cuda
+def test_graph_decode_with_the_kernel_gives_the_sdpa_tokens() -> None:
+    """bf16 decode of the tiny LM (head size 48) through the kernel and through SDPA: the
+    same first tokens (later ones may part at a bf16 near-tie), same compiled graph path."""
+    lm, tok = load_causal_lm("rlseek/tiny-lm")
+    lm = lm.to("cuda")
+    from rlseek.envs.text import heldout_prompts
+
+    held = heldout_prompts("rlseek/Arithmetic-v0", n=40, seed=2)
+    enc = tok(held["prompts"], return_tensors="pt", padding=True)
+    outs = {}
+    for kernel in (True, False):
+        engine = RolloutEngine.for_tokenizer(lm, tok)
+        dec = engine.static_decoder(True)
+        dec.attention_kernel = kernel
+        with torch.autocast("cuda", torch.bfloat16):
+            outs[kernel] = engine.decode(enc["input_ids"], enc["attention_mask"], 12,
+                                         DecodeSettings(temperature=0.0, suppress_eos=True),
+                                         torch.Generator(device="cuda").manual_seed(0))
+        used = dec._copy.config._attn_implementation
+        assert (used == da.NAME) == kernel, used
+    same = (outs[True].tokens == outs[False].tokens).float()
+    assert float(same[:, :4].mean()) >= 0.95 and float(same.mean()) >= 0.8
