@@ -179,7 +179,8 @@ class LmAgent(Agent):
         iterations = len(rows)
         engine = RolloutEngine.for_env(view.lm, env, device)
         decode = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k,
-                                cache=cfg.decode_cache, compile=cfg.compile)
+                                cache=cfg.decode_cache, compile=cfg.compile,
+                                head_float32=cfg.decode_head_float32)
         if shard.split and decode.resolved(device)[0] == "static":
             shard.per_rank_noise = True  # the CUDA-graph loop draws for its own rows only
         elif shard.split:

@@ -19,9 +19,14 @@ single-token forward per new token, the token chosen by the same
   the graph);
 * under bf16 autocast the trunk decodes from a bf16 copy of its weights (refreshed from the
   float32 weights at every decode: autocast would otherwise re-cast every weight at every
-  token), while the LM head stays float32 and is padded to a multiple of
-  :data:`HEAD_MULTIPLE` rows (GPT-2's 50,257 → 50,304: cuBLAS picks a far faster kernel;
-  the padded logits are cut off before sampling);
+  token); on the graph path the copy attends through
+  :mod:`~rlseek.envs.text.decode_attention`'s single-query kernel, which reads only the
+  keys written so far, and the LM head is a bf16 copy (float32 with
+  ``DecodeSettings.head_float32``) padded to a multiple of :data:`HEAD_MULTIPLE` rows
+  (GPT-2's 50,257 → 50,304: cuBLAS picks a far faster kernel; the padded logits are cut
+  off before sampling);
+* the token pick (temperature, banned ids, the exponential race, the log-prob) is one
+  compiled function of the logits and noise drawn just before it;
 * "have all rows ended?" is asked every ``max(exit_check_every, 16)`` tokens.
 
 On the CPU the same code runs eagerly (no graph, no padding, no bf16 copy); the tests use
@@ -55,7 +60,7 @@ if TYPE_CHECKING:
     from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 
 HEAD_MULTIPLE = 64
-"""Rows of the padded float32 LM head on the graph path."""
+"""Rows of the padded LM head on the graph path are a multiple of this."""
 MIN_EXIT_CHECK = 16
 """Tokens between two "all ended?" host checks, at least."""
 WARMUP_STEPS = 3
@@ -129,7 +134,9 @@ class StaticDecoder:
 
     def _logits(self, hidden: torch.Tensor, head: tuple[torch.Tensor, torch.Tensor | None] | None,
                 ) -> torch.Tensor:
-        """float32 logits of (B, H) hidden states, (B, V_model) (padding rows cut off)."""
+        """Logits of (B, H) hidden states, (B, V_model) (padding rows cut off): float32, or
+        the padded head's dtype on the graph path (bf16 there unless ``head_float32``; the
+        pick upcasts them in its first fused pass instead of a pass of its own here)."""
         from rlseek.envs.text.rollout import lm_head_float32
 
         lm = self.engine.lm
@@ -137,10 +144,10 @@ class StaticDecoder:
             return lm_head_float32(lm, hidden[:, None])[:, -1]
         w, b = head
         with full_precision(hidden.device):
-            logits = torch.nn.functional.linear(hidden.to(w.dtype), w, b).float()
+            logits = torch.nn.functional.linear(hidden.to(w.dtype), w, b)
             cap = getattr(getattr(lm, "config", None), "final_logit_softcapping", None)
             if cap:
-                logits = torch.tanh(logits / cap) * cap
+                logits = torch.tanh(logits.float() / cap) * cap
         return logits[:, : lm.get_output_embeddings().weight.shape[0]]
 
     # -- the loop -----------------------------------------------------------------------------
@@ -153,13 +160,13 @@ class StaticDecoder:
 
     def _choose(self, st: DecodeState, logits: torch.Tensor, settings: DecodeSettings,
                 banned: torch.Tensor | None, generator: torch.Generator | None) -> None:
-        """Pick the next token from float32 logits and record it, all in place."""
+        """Pick the next token from the logits and record it, all in place."""
         eng = self.engine
         fill = eng.pad_token_id if eng.pad_token_id is not None else 0
-        # Only the real rows are scored and sampled, from a contiguous (rows, V) tensor: the
-        # noise then comes from the generator exactly as in the dynamic path's draw.
+        # Only the real rows are scored and sampled; their noise is drawn as the dynamic
+        # path draws it, (rows, V) from the generator.
         rows = st.rows
-        real = logits[:rows].contiguous()
+        real = logits[:rows]
         noise = None
         if settings.temperature > 0:  # drawn here: the compiled pick takes no generator
             width = min(real.shape[-1], eng.vocab_size) if eng.vocab_size else real.shape[-1]
@@ -317,8 +324,8 @@ def pick_tokens(logits: torch.Tensor, noise: torch.Tensor | None, temperature: f
     Exp(1) ``noise`` (None when greedy), and its (rows, 1) log-prob when ``record_logprobs``:
     :func:`policy_logits` then :func:`sample_tokens`, as the dynamic loop chooses. A pure
     function of tensors, so the graph path compiles it (inductor fuses the passes over the
-    vocabulary into a few kernels)."""
-    scores = policy_logits(logits, temperature, vocab_size, () if banned is None else banned)
+    vocabulary into a few kernels). bf16 logits are upcast first."""
+    scores = policy_logits(logits.float(), temperature, vocab_size, () if banned is None else banned)
     drawn = sample_tokens(scores, temperature, top_k, noise=noise)
     lp = torch.log_softmax(scores, -1).gather(-1, drawn[:, None]) if record_logprobs else None
     return drawn, lp
