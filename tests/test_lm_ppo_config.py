@@ -14,6 +14,7 @@ def test_defaults_match_the_design() -> None:
     assert (cfg.kl_coef, cfg.ent_coef, cfg.gamma, cfg.lam) == (0.2, 0.01, 0.99, 0.95)
     assert (cfg.lora_r, cfg.lora_alpha, cfg.max_grad_norm) == (8, 16.0, 1.0)
     assert cfg.kl_control == "adaptive" and cfg.kl_estimator == "k1"
+    assert cfg.decode_cache == "auto" and cfg.decode_head_float32 is False
     assert get_agent_class("lm-ppo") is LmPpoAgent and LmPpoAgent.env_kind == "text"
 
 
@@ -39,6 +40,7 @@ def test_from_params_coerces_and_round_trips() -> None:
     ({"temperature": 0}, r"'agent.params.temperature' must be > 0"),
     ({"ppo_epochs": "four"}, r"'agent.params.ppo_epochs' must be an integer, got 'four'"),
     ({"lora": "yes"}, r"'agent.params.lora' must be true or false, got 'yes'"),
+    ({"decode_head_float32": 1}, r"'agent.params.decode_head_float32' must be true or false, got 1"),
     ({"kl_coef": -0.1}, r"'agent.params.kl_coef' must be >= 0"),
     ({"early_stop_kl": 0}, r"'agent.params.early_stop_kl' must be > 0 or null"),
     ({"learning_rate": None}, r"'agent.params.learning_rate' must not be null"),
