@@ -64,7 +64,7 @@ def test_cpu_calls_go_to_sdpa_unchanged() -> None:
 
 def test_servable_refuses_what_the_kernel_does_not_do() -> None:
     q, k, _, mask = _inputs(2, 4, 2, 10, 16, "cpu", torch.float32)
-    # on CPU nothing is served; the shape rules are checked on a meta copy of a CUDA call
+    # on CPU nothing is served; the shape rules are checked on CUDA copies where there is one
     assert not da.servable(q, k, mask)
     if not da.available():
         return

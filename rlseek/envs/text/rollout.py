@@ -213,8 +213,8 @@ class DecodeSettings:
     head_float32: bool = False
     """Static path on CUDA under bf16/fp16 autocast: keep the LM head in float32 (the
     teacher-forced pass's precision) instead of the decode copy's dtype. The default runs it
-    in bf16 with float32 output (as the trunk already runs): 3.7× faster at batch 64 on an
-    H200, and the rollout's distribution differs from the float32 head's only by bf16
+    in bf16 with float32 output (as the trunk already runs; its speed-up is not yet measured),
+    and the rollout's distribution differs from the float32 head's only by bf16
     rounding of the logits — PPO's ratios use the teacher-forced log-probs either way."""
     noise_rows: tuple[int, int] | None = None
     """(first, total): the decoded rows are rows ``first ..`` of a global batch of ``total``
