@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo demo-quick test test-slow test-offline-full bench lint clean
+.PHONY: install demo demo-quick test test-slow test-kernel-cpu test-offline-full bench lint clean
 
 install: $(STAMP)
 
@@ -32,6 +32,13 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow -q
 
+# The decode attention kernel run by Triton's interpreter on CPU (no GPU needed): Triton
+# (about 700 MB, not in the CPU torch build) goes to .triton/, outside the venv.
+TRITON_VERSION := 3.7.1
+test-kernel-cpu: $(STAMP)
+	test -d .triton/triton || $(BIN)/pip install -q --no-deps --target .triton triton==$(TRITON_VERSION)
+	TRITON_INTERPRET=1 PYTHONPATH=.triton $(BIN)/pytest -q tests/test_decode_attention.py -k interpreted
+
 # The full BCQ-vs-BC comparison on Reacher (expert + medium-replay data, 5 seeds each).
 test-offline-full: $(STAMP)
 	$(BIN)/pytest -m slow -q tests/test_offline_full.py
@@ -43,4 +50,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check rlseek tests benchmarks scripts examples
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache
+	rm -rf $(VENV) .triton demo-out .pytest_cache .ruff_cache

@@ -3,6 +3,8 @@ transformers' SDPA function, unchanged, everywhere else (CPU, prefill, shapes it
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from transformers import AttentionInterface
@@ -119,3 +121,67 @@ def test_graph_decode_with_the_kernel_gives_the_sdpa_tokens() -> None:
         assert (used == da.NAME) == kernel, used
     same = (outs[True].tokens == outs[False].tokens).float()
     assert float(same[:, :4].mean()) >= 0.95 and float(same.mean()) >= 0.8
+
+
+# -- the same kernel through Triton's interpreter, on CPU -------------------------------------
+# ``make test-kernel-cpu`` installs Triton beside the project and runs these with
+# TRITON_INTERPRET=1: the kernel's arithmetic and its wiring into the decode copy are then
+# checked on a machine without a GPU (the interpreter runs each program in numpy).
+interpret = pytest.mark.skipif(
+    da.triton is None or os.environ.get("TRITON_INTERPRET") != "1",
+    reason="needs Triton and TRITON_INTERPRET=1 (make test-kernel-cpu)")
+
+
+@interpret
+@pytest.mark.parametrize("B,H,Hkv,L,D", [(3, 4, 4, 40, 48), (2, 4, 2, 300, 64), (2, 2, 1, 64, 128),
+                                         (2, 3, 3, 90, 80)])
+def test_interpreted_kernel_equals_the_masked_softmax(B: int, H: int, Hkv: int, L: int, D: int) -> None:
+    q, k, v, mask = _inputs(B, H, Hkv, L, D, "cpu", torch.float32, seed=B + L)
+    full = da.decode_attention(q, k, v, mask, None, D ** -0.5)
+    torch.testing.assert_close(full.double(), _reference(q, k, v, mask), atol=2e-5, rtol=2e-5)
+    n = L // 2 + 1
+    part = da.decode_attention(q, k, v, mask, torch.tensor([n]), D ** -0.5)
+    torch.testing.assert_close(part.double(), _reference(q, k, v, mask, n), atol=2e-5, rtol=2e-5)
+    # masked-off keys beyond n must not matter, not even NaNs there
+    k[:, :, n:] = float("nan")
+    again = da.decode_attention(q, k, v, mask, torch.tensor([n]), D ** -0.5)
+    assert torch.equal(again, part)
+
+
+@interpret
+def test_interpreted_kernel_serves_the_decode_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The static decoder's bf16 copy on its graph-path settings, run eagerly on CPU (few
+    enough tokens that nothing is captured): the kernel is called for every single-query
+    layer call with the count of written keys, and the tokens are SDPA's."""
+    calls: list[int] = []
+    real = da.decode_attention
+
+    def counted(q, k, v, mask, n, scale):  # type: ignore[no-untyped-def]
+        calls.append(int(n))
+        return real(q, k, v, mask, n, scale)
+
+    monkeypatch.setattr(da, "available", lambda: True)
+    monkeypatch.setattr(da, "servable", lambda q, k, m, *a, **kw: q.shape[2] == 1)
+    monkeypatch.setattr(da, "decode_attention", counted)
+    lm, tok = load_causal_lm("rlseek/tiny-lm")
+    from rlseek.envs.text import heldout_prompts
+    from rlseek.envs.text.static_decode import WARMUP_STEPS, bucket_shape
+
+    enc = tok(heldout_prompts("rlseek/Arithmetic-v0", n=6, seed=2)["prompts"], return_tensors="pt",
+              padding=True)
+    tokens = {}
+    for kernel in (True, False):
+        engine = RolloutEngine.for_tokenizer(lm, tok)
+        dec = engine.static_decoder(False)
+        dec.graphs, dec.attention_kernel = True, kernel  # the graph path's copy, stepped eagerly
+        with torch.autocast("cpu", torch.bfloat16):
+            out = engine.decode(enc["input_ids"], enc["attention_mask"], WARMUP_STEPS + 1,
+                                DecodeSettings(temperature=0.0, suppress_eos=True, cache="static",
+                                               compile=False))
+        assert (dec._copy.config._attn_implementation == da.NAME) == kernel
+        tokens[kernel] = out.tokens
+    layers = lm.config.num_hidden_layers
+    _, P = bucket_shape(*enc["input_ids"].shape, True)  # the prompt's columns, left-padded
+    # step s (1..T-1) feeds one token: P + s keys are then written, in every layer
+    assert calls == [P + s for s in range(1, WARMUP_STEPS + 1) for _ in range(layers)]
+    assert torch.equal(tokens[True], tokens[False])
