@@ -35,6 +35,8 @@ BLOCK_KEYS = 0
 """Keys per tile; 0: :func:`launch_config` picks."""
 NUM_WARPS = 0
 """Warps per (row, head) program; 0: :func:`launch_config` picks."""
+NUM_STAGES = 0
+"""Triton software-pipelining stages of the tile loop; 0: Triton's default."""
 UNROLL = True
 """Unrolled tiles when the cache has at most :data:`MAX_UNROLLED_TILES` of them."""
 
@@ -143,7 +145,7 @@ def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
         H, H // Hkv, float(scale),
         KEYS=L, HAS_MASK=mask is not None, HAS_N=kv_len is not None,
         UNROLL=UNROLL and -(-L // block) <= MAX_UNROLLED_TILES, BLOCK=block, D=D,
-        DP=triton.next_power_of_2(D), num_warps=warps,
+        DP=triton.next_power_of_2(D), num_warps=warps, **({"num_stages": NUM_STAGES} if NUM_STAGES else {}),
     )
     return out
 
