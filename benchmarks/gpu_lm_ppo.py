@@ -6,7 +6,8 @@ A random model almost never emits EOS and its vocabulary is not rlseek's tokeniz
 rollouts run through a fixed-length vector env defined here: random 64-token prompts, every
 episode exactly 128 new tokens, score 0. Everything else is rlseek's own code path: the one
 :class:`~rlseek.envs.text.rollout.RolloutEngine` (``DecodeSettings()``: on CUDA the static
-cache with a CUDA-graph step, compiled forward, bf16 trunk copy, padded float32 head) and the
+cache with a CUDA-graph step, compiled forward, bf16 trunk copy with the single-query attention
+kernel, padded bf16 head with float32 output) and the
 trainers' ``step`` (one no-grad old/reference pass, then ``ppo_epochs`` × minibatches of
 clipped updates, token-budget micro-batches, compiled forward, fused AdamW).
 

@@ -109,9 +109,10 @@ MAX_UNROLLED_TILES = 16
 
 def launch_config(programs: int, keys: int) -> tuple[int, int]:
     """(keys per tile, warps) for ``programs`` (row, head) programs over ``keys`` cached keys:
-    measured on an H200 at 192 keys (``benchmarks/GPU_NOTES.md``), many small single-warp
-    programs win once there are thousands of them (batch 256 × 12 heads), two-warp programs
-    with 128-key tiles below that."""
+    single-warp programs with 32-key tiles once there are thousands of them (batch 256 × 12
+    heads), two-warp programs with 128-key tiles below that. Chosen, not swept: on an H100 the
+    batch-256 choice streams ~1.5 TB/s, half of a device copy's rate
+    (``benchmarks/GPU_NOTES.md``)."""
     if BLOCK_KEYS and NUM_WARPS:  # set by hand (benchmarks)
         return BLOCK_KEYS, NUM_WARPS
     block, warps = (32, 1) if programs >= 2048 else (128, 2)

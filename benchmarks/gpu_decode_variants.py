@@ -1,0 +1,119 @@
+"""What each of the rollout decode's two GPU choices is worth, alone and together, in one process.
+
+The graph decode of :mod:`rlseek.envs.text.static_decode` has two switches on CUDA: the decode
+copy's attention (rlseek's single-query Triton kernel, ``StaticDecoder.attention_kernel``, or
+transformers' SDPA) and the LM head's dtype (bf16, the default, or float32:
+``DecodeSettings.head_float32``). This script decodes the same prompts with each of the four
+combinations on the model and shapes of ``benchmarks/gpu_lm_ppo.py`` (GPT-2-small config,
+random init, bf16 autocast, 64-token prompts, exactly 128 new tokens, sampling at T=1) and
+prints, per batch and variant, tokens/s (median of ``--repeats`` whole decodes after one
+warm-up decode that compiles and captures). ``--profile`` adds, for the default variant, the
+CUDA kernels' time per decode step (µs) from ``torch.profiler``.
+
+Run on the GPU machine: ``python benchmarks/gpu_decode_variants.py [--out FILE.json]``.
+Needs CUDA (exit code 2 without it); ``--device cpu --batches 2 --layers 1 --repeats 1`` is a
+smoke test of the script (the CPU decodes on the dynamic path, so the variants do not differ).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from rlseek.agents.lm_ppo.model import disable_dropout
+from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
+
+PROMPT, NEW = 64, 128
+VARIANTS = [(False, True), (True, True), (False, False), (True, False)]
+"""(attention kernel, float32 head): the earlier path first, the default last."""
+
+
+def _fixed_length_env() -> Any:
+    """gpu_lm_ppo.py's fixed-length env (every episode exactly NEW tokens)."""
+    spec = importlib.util.spec_from_file_location("gpu_lm_ppo", Path(__file__).with_name("gpu_lm_ppo.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.FixedLengthEnv
+
+
+def decode_rate(lm: torch.nn.Module, env_cls: Any, batch: int, kernel: bool, head32: bool,
+                repeats: int, profile: bool) -> dict[str, Any]:
+    """Tokens/s of whole graph decodes of ``batch`` random prompts with one variant."""
+    rng = np.random.default_rng(batch)
+    device = next(lm.parameters()).device
+    ids = torch.as_tensor(rng.integers(0, 50257, size=(batch, PROMPT)), device=device)
+    engine = RolloutEngine.for_env(lm, env_cls(batch, PROMPT, NEW, 50257), device)
+    dec = engine.static_decoder(True)
+    dec.attention_kernel = kernel
+    settings = DecodeSettings(temperature=1.0, head_float32=head32)
+    gen = torch.Generator(device=device).manual_seed(0)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    out: dict[str, Any] = {}
+    with torch.autocast(device.type, torch.bfloat16):
+        t0 = time.perf_counter()
+        engine.decode(ids, torch.ones_like(ids), NEW, settings, gen)
+        out["warmup_s"] = round(time.perf_counter() - t0, 1)
+        times = []
+        for _ in range(repeats):
+            sync()
+            t = time.perf_counter()
+            engine.decode(ids, torch.ones_like(ids), NEW, settings, gen)
+            sync()
+            times.append(time.perf_counter() - t)
+        if profile and device.type == "cuda":  # CUDA kernels only
+            from torch.profiler import ProfilerActivity
+            from torch.profiler import profile as torch_profile
+
+            with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+                engine.decode(ids, torch.ones_like(ids), NEW, settings, gen)
+                torch.cuda.synchronize()
+            top = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)[:20]
+            out["us_per_step"] = [[e.key[:90], e.count, round(e.device_time_total / (NEW - 1), 1)] for e in top]
+    out["tokens_per_s"] = round(batch * NEW / float(np.median(times)), 1)
+    out["attention"] = dec._copy.config._attn_implementation if dec._copy is not None else None
+    out["head_dtype"] = str(dec.head_dtype)
+    out["compile_error"] = dec.compile_error
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batches", type=int, nargs="+", default=[64, 256])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--profile", action="store_true", help="kernel times per step of the default variant")
+    p.add_argument("--out", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--layers", type=int, default=12, help="GPT-2 layers (12: GPT-2 small)")
+    p.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke test)")
+    args = p.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("gpu_decode_variants.py: needs a CUDA device", file=sys.stderr)
+        raise SystemExit(2)
+    torch._dynamo.config.cache_size_limit = 64  # eight decode copies' graphs in one process
+    torch.manual_seed(0)
+    lm = GPT2LMHeadModel(GPT2Config(n_layer=args.layers)).to(args.device).eval()
+    disable_dropout(lm)
+    env_cls = _fixed_length_env()
+    name = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"
+    result: dict[str, Any] = {"device": name, "torch": torch.__version__}
+    for batch in args.batches:
+        for kernel, head32 in VARIANTS:
+            tag = f"b{batch}_{'kernel' if kernel else 'sdpa'}_{'head32' if head32 else 'headbf16'}"
+            result[tag] = decode_rate(lm, env_cls, batch, kernel, head32, args.repeats,
+                                      args.profile and kernel and not head32)
+            print(json.dumps({tag: result[tag]}), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
