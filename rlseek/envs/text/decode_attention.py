@@ -109,13 +109,14 @@ MAX_UNROLLED_TILES = 16
 
 def launch_config(programs: int, keys: int) -> tuple[int, int]:
     """(keys per tile, warps) for ``programs`` (row, head) programs over ``keys`` cached keys:
-    single-warp programs with 32-key tiles once there are thousands of them (batch 256 × 12
-    heads), two-warp programs with 128-key tiles below that. Chosen, not swept: on an H100 the
-    batch-256 choice streams ~1.5 TB/s, half of a device copy's rate
-    (``benchmarks/GPU_NOTES.md``)."""
+    two-warp programs with 128-key tiles (fewer keys: one tile of the next power of two, at
+    least 16). A sweep of 14 configs on an H100 (``benchmarks/gpu_decode_attention_sweep.py``,
+    ``benchmarks/GPU_NOTES.md``) put this one at or near the top at batch 64 and 256, 192 keys;
+    one-warp 32-key tiles, the earlier choice for thousands of programs, were the slowest at
+    batch 256 (−18 % tokens/s)."""
     if BLOCK_KEYS and NUM_WARPS:  # set by hand (benchmarks)
         return BLOCK_KEYS, NUM_WARPS
-    block, warps = (32, 1) if programs >= 2048 else (128, 2)
+    block, warps = 128, 2
     return min(block, max(16, triton.next_power_of_2(keys))), warps
 
 

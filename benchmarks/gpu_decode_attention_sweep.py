@@ -1,0 +1,61 @@
+"""Launch configs of the decode attention kernel, each timed by whole graph decodes.
+
+For each batch and each (keys per tile, warps, unrolled tiles or a loop, Triton pipelining
+stages) in :data:`CONFIGS`, the module knobs of :mod:`rlseek.envs.text.decode_attention` are
+set and the default rollout decode (kernel attention, bf16 head) of
+``benchmarks/gpu_decode_variants.py`` is timed: tokens/s, median of ``--repeats`` decodes
+after a warm-up one. The first config, all zeros, is whatever ``launch_config`` picks.
+``launch_config`` is then chosen from these figures by hand (``benchmarks/GPU_NOTES.md``).
+
+Run on the GPU machine: ``python benchmarks/gpu_decode_attention_sweep.py [--out FILE.json]``.
+Needs CUDA and Triton (exit code 2 without them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from gpu_decode_variants import _fixed_length_env, decode_rate
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from rlseek.agents.lm_ppo.model import disable_dropout
+from rlseek.envs.text import decode_attention as da
+
+CONFIGS = [(0, 0, True, 0), (16, 1, True, 0), (32, 1, True, 0), (64, 1, True, 0), (32, 2, True, 0),
+           (64, 2, True, 0), (128, 2, True, 0), (64, 4, True, 0), (128, 4, True, 0), (32, 1, False, 3),
+           (64, 2, False, 3), (64, 4, False, 3), (128, 4, False, 3), (16, 1, False, 4)]
+"""(BLOCK_KEYS, NUM_WARPS, UNROLL, NUM_STAGES); zeros: the module's defaults."""
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batches", type=int, nargs="+", default=[256, 64])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default=None, help="also write the figures to this JSON file")
+    args = p.parse_args()
+    if not da.available():
+        print("gpu_decode_attention_sweep.py: needs a CUDA device and Triton", file=sys.stderr)
+        raise SystemExit(2)
+    torch._dynamo.config.cache_size_limit = 64
+    torch.manual_seed(0)
+    lm = GPT2LMHeadModel(GPT2Config()).cuda().eval()
+    disable_dropout(lm)
+    env_cls = _fixed_length_env()
+    result: dict[str, Any] = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    for batch in args.batches:
+        for block, warps, unroll, stages in CONFIGS:
+            da.BLOCK_KEYS, da.NUM_WARPS, da.UNROLL, da.NUM_STAGES = block, warps, unroll, stages
+            tag = f"b{batch}_block{block}_warps{warps}_unroll{int(unroll)}_stages{stages}"
+            result[tag] = decode_rate(lm, env_cls, batch, True, False, args.repeats, False)["tokens_per_s"]
+            print(json.dumps({tag: result[tag]}), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
