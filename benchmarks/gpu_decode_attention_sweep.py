@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from gpu_decode_variants import _fixed_length_env, decode_rate
+from gpu_decode_variants import decode_rate
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from rlseek.agents.lm_ppo.model import disable_dropout
@@ -45,13 +45,13 @@ def main() -> None:
     torch.manual_seed(0)
     lm = GPT2LMHeadModel(GPT2Config()).cuda().eval()
     disable_dropout(lm)
-    env_cls = _fixed_length_env()
     result: dict[str, Any] = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
     for batch in args.batches:
         for block, warps, unroll, stages in CONFIGS:
             da.BLOCK_KEYS, da.NUM_WARPS, da.UNROLL, da.NUM_STAGES = block, warps, unroll, stages
             tag = f"b{batch}_block{block}_warps{warps}_unroll{int(unroll)}_stages{stages}"
-            result[tag] = decode_rate(lm, env_cls, batch, True, False, args.repeats, False)["tokens_per_s"]
+            result[tag] = decode_rate(lm, batch, kernel=True, head32=False,
+                                      repeats=args.repeats)["tokens_per_s"]
             print(json.dumps({tag: result[tag]}), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -18,7 +18,6 @@ smoke test of the script (the CPU decodes on the dynamic path, so the variants d
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from gpu_lm_ppo import FixedLengthEnv
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from rlseek.agents.lm_ppo.model import disable_dropout
@@ -37,22 +37,14 @@ VARIANTS = [(False, True), (True, True), (False, False), (True, False)]
 """(attention kernel, float32 head): the earlier path first, the default last."""
 
 
-def _fixed_length_env() -> Any:
-    """gpu_lm_ppo.py's fixed-length env (every episode exactly NEW tokens)."""
-    spec = importlib.util.spec_from_file_location("gpu_lm_ppo", Path(__file__).with_name("gpu_lm_ppo.py"))
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.FixedLengthEnv
-
-
-def decode_rate(lm: torch.nn.Module, env_cls: Any, batch: int, kernel: bool, head32: bool,
-                repeats: int, profile: bool) -> dict[str, Any]:
-    """Tokens/s of whole graph decodes of ``batch`` random prompts with one variant."""
+def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, repeats: int,
+                profile: bool = False) -> dict[str, Any]:
+    """Tokens/s of whole graph decodes of ``batch`` random prompts with one variant (through
+    gpu_lm_ppo.py's fixed-length env: every episode exactly NEW tokens)."""
     rng = np.random.default_rng(batch)
     device = next(lm.parameters()).device
     ids = torch.as_tensor(rng.integers(0, 50257, size=(batch, PROMPT)), device=device)
-    engine = RolloutEngine.for_env(lm, env_cls(batch, PROMPT, NEW, 50257), device)
+    engine = RolloutEngine.for_env(lm, FixedLengthEnv(batch, PROMPT, NEW, 50257), device)
     dec = engine.static_decoder(True)
     dec.attention_kernel = kernel
     settings = DecodeSettings(temperature=1.0, head_float32=head32)
@@ -102,14 +94,13 @@ def main() -> None:
     torch.manual_seed(0)
     lm = GPT2LMHeadModel(GPT2Config(n_layer=args.layers)).to(args.device).eval()
     disable_dropout(lm)
-    env_cls = _fixed_length_env()
     name = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"
     result: dict[str, Any] = {"device": name, "torch": torch.__version__}
     for batch in args.batches:
         for kernel, head32 in VARIANTS:
             tag = f"b{batch}_{'kernel' if kernel else 'sdpa'}_{'head32' if head32 else 'headbf16'}"
-            result[tag] = decode_rate(lm, env_cls, batch, kernel, head32, args.repeats,
-                                      args.profile and kernel and not head32)
+            result[tag] = decode_rate(lm, batch, kernel=kernel, head32=head32, repeats=args.repeats,
+                                      profile=args.profile and kernel and not head32)
             print(json.dumps({tag: result[tag]}), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -107,8 +107,8 @@ MAX_UNROLLED_TILES = 16
 """Caches of more tiles than this run the loop, not the unrolled steps."""
 
 
-def launch_config(programs: int, keys: int) -> tuple[int, int]:
-    """(keys per tile, warps) for ``programs`` (row, head) programs over ``keys`` cached keys:
+def launch_config(keys: int) -> tuple[int, int]:
+    """(keys per tile, warps) of the (row, head) programs over ``keys`` cached keys:
     two-warp programs with 128-key tiles (fewer keys: one tile of the next power of two, at
     least 16). A sweep of 14 configs on an H100 (``benchmarks/gpu_decode_attention_sweep.py``,
     ``benchmarks/GPU_NOTES.md``) put this one at or near the top at batch 64 and 256, 192 keys;
@@ -138,7 +138,7 @@ def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     out = torch.empty((B, 1, H, D), dtype=query.dtype, device=query.device)
     m = mask if mask is not None else query
     n = kv_len if kv_len is not None else query
-    block, warps = launch_config(B * H, L)
+    block, warps = launch_config(L)
     _decode_attention_kernel[(B * H,)](
         query, key, value, m, out, n,
         query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),

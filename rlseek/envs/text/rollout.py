@@ -213,7 +213,8 @@ class DecodeSettings:
     head_float32: bool = False
     """Static path on CUDA under bf16/fp16 autocast: keep the LM head in float32 (the
     teacher-forced pass's precision) instead of the decode copy's dtype. The default runs it
-    in bf16 with float32 output (as the trunk already runs; its speed-up is not yet measured),
+    in bf16 with float32 output (as the trunk already runs; with SDPA attention on an H100 it
+    took the whole decode from 64,763 to 71,418 tokens/s at batch 64, README "GPU speed"),
     and the rollout's distribution differs from the float32 head's only by bf16
     rounding of the logits — PPO's ratios use the teacher-forced log-probs either way."""
     noise_rows: tuple[int, int] | None = None
