@@ -137,9 +137,9 @@ class LmPolicyConfig(AgentConfig):
     (static on CUDA, dynamic elsewhere). Both give the same tokens."""
     decode_head_float32: bool = False
     """Static decode on CUDA under bf16 autocast (``DecodeSettings.head_float32``): false runs
-    the rollout's LM head in bf16 with float32 output (README "GPU speed": +10 % to
-    +25 % whole-decode tokens/s on an H100); true keeps it float32, the teacher-forced pass's precision, so the sampling
-    distribution is the trained one up to the trunk's bf16. PPO's and GRPO's ratios use the
+    the rollout's LM head in bf16 with float32 output (README "GPU speed": +10 % to +25 %
+    whole-decode tokens/s on an H100); true keeps it float32, the teacher-forced pass's
+    precision, so the sampling distribution is the trained one up to the trunk's bf16. PPO's and GRPO's ratios use the
     teacher-forced log-probs either way. Ignored on the CPU and in float32 runs."""
 
     # -- evaluation / misc --------------------------------------------------------------------
