@@ -37,7 +37,7 @@ test-slow: $(STAMP)
 TRITON_VERSION := 3.7.1
 test-kernel-cpu: $(STAMP)
 	test -d .triton/triton || $(BIN)/pip install -q --no-deps --target .triton triton==$(TRITON_VERSION)
-	TRITON_INTERPRET=1 PYTHONPATH=.triton $(BIN)/pytest -q tests/test_decode_attention.py -k interpreted
+	TRITON_INTERPRET=1 PYTHONPATH=.triton $(BIN)/pytest -q tests/test_decode_attention.py tests/test_decode_pick.py -k interpreted
 
 # The full BCQ-vs-BC comparison on Reacher (expert + medium-replay data, 5 seeds each).
 test-offline-full: $(STAMP)

@@ -25,8 +25,9 @@ single-token forward per new token, the token chosen by the same
   ``DecodeSettings.head_float32``) padded to a multiple of :data:`HEAD_MULTIPLE` rows
   (GPT-2's 50,257 → 50,304: cuBLAS picks a far faster kernel; the padded logits are cut
   off before sampling);
-* the token pick (temperature, banned ids, the exponential race, the log-prob) is one
-  compiled function of the logits and noise drawn just before it;
+* the token pick (temperature, banned ids, the exponential race, the log-prob) is one pass
+  of :mod:`~rlseek.envs.text.decode_pick`'s kernel over the logits and the noise drawn just
+  before it (top-k sampling, or no Triton: one compiled function of them);
 * "have all rows ended?" is asked every ``max(exit_check_every, 16)`` tokens.
 
 On the CPU the same code runs eagerly (no graph, no padding, no bf16 copy); the tests use
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from rlseek.envs.text import decode_attention
+from rlseek.envs.text import decode_attention, decode_pick
 from rlseek.envs.text.decode_state import MAX_BUCKETS, DecodeState, bucket_shape
 from rlseek.envs.text.rollout import (
     CACHE_KWARG,
@@ -89,6 +90,15 @@ class StaticDecoder:
         self.attention_kernel = True
         """Graph path: the decode copy attends through :mod:`~rlseek.envs.text.decode_attention`'s
         single-query kernel (where Triton is present) instead of SDPA."""
+        self.pick_kernel = True
+        """Graph path: the token is picked by :mod:`~rlseek.envs.text.decode_pick`'s one-pass
+        kernel (where Triton is present and ``top_k`` is 0) instead of the compiled
+        :func:`pick_tokens`."""
+        self.fused_gelu = True
+        """Graph path: in the decode copy, a GPT-2-style MLP's first linear layer and its tanh
+        GELU run as one cuBLASLt call with a GELU epilogue (:func:`fuse_gelu_linears`)."""
+        self.fused_mlps = 0
+        """MLPs of the current decode copy whose first linear layer carries the GELU."""
         self.compile_mode: str | None = None
         """``torch.compile`` mode of the decode forward (None: the default)."""
         self.head_dtype = torch.float32
@@ -106,6 +116,8 @@ class StaticDecoder:
             self._copy = copy.deepcopy(trunk).to(dtype).requires_grad_(False)
             if self.graphs and self.attention_kernel and decode_attention.available() and hasattr(self._copy, "config"):
                 self._copy.config._attn_implementation = decode_attention.register()
+            if self.graphs and self.fused_gelu:
+                self.fused_mlps = fuse_gelu_linears(self._copy)
         with torch.no_grad():
             src = list(trunk.parameters()) + list(trunk.buffers())
             dst = list(self._copy.parameters()) + list(self._copy.buffers())
@@ -171,9 +183,14 @@ class StaticDecoder:
         if settings.temperature > 0:  # drawn here: the compiled pick takes no generator
             width = min(real.shape[-1], eng.vocab_size) if eng.vocab_size else real.shape[-1]
             noise = exponential_noise((rows, width), real.device, generator)
-        pick = self._pick if self._pick is not None else pick_tokens
-        drawn, lp_rows = pick(real, noise, settings.temperature, eng.vocab_size, banned,
-                              settings.top_k, settings.record_logprobs)
+        if self.graphs and self.pick_kernel and decode_pick.available() \
+                and decode_pick.servable(real, settings.top_k):
+            drawn, lp_rows = decode_pick.pick(real, noise, settings.temperature, eng.vocab_size, banned,
+                                              settings.record_logprobs)
+        else:
+            pick = self._pick if self._pick is not None else pick_tokens
+            drawn, lp_rows = pick(real, noise, settings.temperature, eng.vocab_size, banned,
+                                  settings.top_k, settings.record_logprobs)
         action = torch.full((st.batch,), fill, dtype=torch.long, device=logits.device)
         action[:rows] = drawn
         live = ~st.done
@@ -329,6 +346,45 @@ def pick_tokens(logits: torch.Tensor, noise: torch.Tensor | None, temperature: f
     drawn = sample_tokens(scores, temperature, top_k, noise=noise)
     lp = torch.log_softmax(scores, -1).gather(-1, drawn[:, None]) if record_logprobs else None
     return drawn, lp
+
+
+class GeluConv1D(nn.Module):
+    """GPT-2's ``Conv1D`` (``x @ weight + bias``, weight (in, out)) followed by the tanh GELU,
+    as one ``torch._addmm_activation`` call: on CUDA one cuBLASLt matmul whose epilogue adds
+    the bias and applies the GELU, where inductor would otherwise run the matmul and a fused
+    bias-GELU kernel after it. It holds the Conv1D's own parameters (no copy)."""
+
+    def __init__(self, conv: nn.Module) -> None:
+        super().__init__()
+        self.nf = conv.nf
+        self.weight = conv.weight
+        self.bias = conv.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch._addmm_activation(self.bias, x.reshape(-1, x.shape[-1]), self.weight, use_gelu=True)
+        return out.view(*x.shape[:-1], self.nf)
+
+
+_TANH_GELUS = ("NewGELUActivation", "GELUTanh", "FastGELUActivation", "PytorchGELUTanh")
+
+
+def fuse_gelu_linears(trunk: nn.Module) -> int:
+    """Fold the GELU of every GPT-2-style MLP (``c_fc`` a ``Conv1D``, ``act`` a tanh GELU) of a
+    CUDA decode copy into its ``c_fc`` (:class:`GeluConv1D`); returns how many were folded.
+    CUDA only: there ``_addmm_activation``'s GELU is the tanh form (on the CPU it is the erf
+    form, so CPU copies are left as they are). The parameters and their order stay, so the
+    copy's in-place refresh from the LM still lines up."""
+    count = 0
+    for module in list(trunk.modules()):
+        fc, act = getattr(module, "c_fc", None), getattr(module, "act", None)
+        if fc is None or act is None or type(fc).__name__ != "Conv1D" or type(act).__name__ not in _TANH_GELUS:
+            continue
+        if not fc.weight.is_cuda or fc.bias is None:
+            continue
+        module.c_fc = GeluConv1D(fc)
+        module.act = nn.Identity()
+        count += 1
+    return count
 
 
 class _nullcontext:
