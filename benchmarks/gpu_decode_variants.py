@@ -1,10 +1,13 @@
-"""What each of the rollout decode's two GPU choices is worth, alone and together, in one process.
+"""What each of the rollout decode's GPU choices is worth, in one process.
 
-The graph decode of :mod:`rlseek.envs.text.static_decode` has two switches on CUDA: the decode
+The graph decode of :mod:`rlseek.envs.text.static_decode` has four switches on CUDA: the decode
 copy's attention (rlseek's single-query Triton kernel, ``StaticDecoder.attention_kernel``, or
-transformers' SDPA) and the LM head's dtype (bf16, the default, or float32:
-``DecodeSettings.head_float32``). This script decodes the same prompts with each of the four
-combinations on the model and shapes of ``benchmarks/gpu_lm_ppo.py`` (GPT-2-small config,
+transformers' SDPA), the LM head's dtype (bf16, the default, or float32:
+``DecodeSettings.head_float32``), the token pick (the one-pass Triton kernel,
+``StaticDecoder.pick_kernel``, or the compiled ``pick_tokens``) and the MLP's first linear layer
+with its GELU as one cuBLASLt call (``StaticDecoder.fused_gelu``). This script decodes the same
+prompts with the earlier paths and each switch added in turn, on the model and shapes of
+``benchmarks/gpu_lm_ppo.py`` (GPT-2-small config,
 random init, bf16 autocast, 64-token prompts, exactly 128 new tokens, sampling at T=1) and
 prints, per batch and variant, tokens/s (median of ``--repeats`` whole decodes after one
 warm-up decode that compiles and captures). ``--profile`` adds, for the default variant, the
@@ -33,12 +36,19 @@ from rlseek.agents.lm_ppo.model import disable_dropout
 from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 
 PROMPT, NEW = 64, 128
-VARIANTS = [(False, True), (True, True), (False, False), (True, False)]
-"""(attention kernel, float32 head): the earlier path first, the default last."""
+VARIANTS: dict[str, dict[str, bool]] = {
+    "sdpa_head32": dict(kernel=False, head32=True, pick=False, gelu=False),
+    "kernel_headbf16": dict(kernel=True, head32=False, pick=False, gelu=False),
+    "kernel_headbf16_pick": dict(kernel=True, head32=False, pick=True, gelu=False),
+    "kernel_headbf16_gelu": dict(kernel=True, head32=False, pick=False, gelu=True),
+    "default": dict(kernel=True, head32=False, pick=True, gelu=True),
+}
+"""Switches per variant: the earlier paths first (b66b2e4's; then attention kernel and bf16
+head, the default up to 1d61f59), each newer switch alone, then the default (all on)."""
 
 
 def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, repeats: int,
-                profile: bool = False) -> dict[str, Any]:
+                profile: bool = False, pick: bool = True, gelu: bool = True) -> dict[str, Any]:
     """Tokens/s of whole graph decodes of ``batch`` random prompts with one variant (through
     gpu_lm_ppo.py's fixed-length env: every episode exactly NEW tokens)."""
     rng = np.random.default_rng(batch)
@@ -46,7 +56,7 @@ def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, 
     ids = torch.as_tensor(rng.integers(0, 50257, size=(batch, PROMPT)), device=device)
     engine = RolloutEngine.for_env(lm, FixedLengthEnv(batch, PROMPT, NEW, 50257), device)
     dec = engine.static_decoder(True)
-    dec.attention_kernel = kernel
+    dec.attention_kernel, dec.pick_kernel, dec.fused_gelu = kernel, pick, gelu
     settings = DecodeSettings(temperature=1.0, head_float32=head32)
     gen = torch.Generator(device=device).manual_seed(0)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -69,11 +79,12 @@ def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, 
             with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
                 engine.decode(ids, torch.ones_like(ids), NEW, settings, gen)
                 torch.cuda.synchronize()
-            top = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)[:20]
+            top = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)[:45]
             out["us_per_step"] = [[e.key[:90], e.count, round(e.device_time_total / (NEW - 1), 1)] for e in top]
     out["tokens_per_s"] = round(batch * NEW / float(np.median(times)), 1)
     out["attention"] = dec._copy.config._attn_implementation if dec._copy is not None else None
     out["head_dtype"] = str(dec.head_dtype)
+    out["fused_mlps"] = dec.fused_mlps
     out["compile_error"] = dec.compile_error
     return out
 
@@ -83,6 +94,8 @@ def main() -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--profile", action="store_true", help="kernel times per step of the default variant")
+    p.add_argument("--variants", nargs="*", default=None, choices=list(VARIANTS),
+                   help="only these variants (default: all)")
     p.add_argument("--out", default=None, help="also write the figures to this JSON file")
     p.add_argument("--layers", type=int, default=12, help="GPT-2 layers (12: GPT-2 small)")
     p.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke test)")
@@ -90,17 +103,19 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_decode_variants.py: needs a CUDA device", file=sys.stderr)
         raise SystemExit(2)
-    torch._dynamo.config.cache_size_limit = 64  # eight decode copies' graphs in one process
+    torch._dynamo.config.cache_size_limit = 64  # ten decode copies' graphs in one process
     torch.manual_seed(0)
     lm = GPT2LMHeadModel(GPT2Config(n_layer=args.layers)).to(args.device).eval()
     disable_dropout(lm)
     name = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"
     result: dict[str, Any] = {"device": name, "torch": torch.__version__}
     for batch in args.batches:
-        for kernel, head32 in VARIANTS:
-            tag = f"b{batch}_{'kernel' if kernel else 'sdpa'}_{'head32' if head32 else 'headbf16'}"
-            result[tag] = decode_rate(lm, batch, kernel=kernel, head32=head32, repeats=args.repeats,
-                                      profile=args.profile and kernel and not head32)
+        for name, switches in VARIANTS.items():
+            if args.variants and name not in args.variants:
+                continue
+            tag = f"b{batch}_{name}"
+            result[tag] = decode_rate(lm, batch, repeats=args.repeats,
+                                      profile=args.profile and name == "default", **switches)
             print(json.dumps({tag: result[tag]}), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -86,6 +86,7 @@ class StaticDecoder:
         self._head: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self._compiled: Any = None
         self._pick: Any = None
+        self._record: Any = None
         self.compile_error: str | None = None
         self.attention_kernel = True
         """Graph path: the decode copy attends through :mod:`~rlseek.envs.text.decode_attention`'s
@@ -171,8 +172,10 @@ class StaticDecoder:
         return out.last_hidden_state[:, -1]
 
     def _choose(self, st: DecodeState, logits: torch.Tensor, settings: DecodeSettings,
-                banned: torch.Tensor | None, generator: torch.Generator | None) -> None:
-        """Pick the next token from the logits and record it, all in place."""
+                banned: torch.Tensor | None, generator: torch.Generator | None,
+                advance: bool = False) -> None:
+        """Pick the next token from the logits and record it, all in place (``advance``: a
+        decode step's, whose fed token moves each live row's position on by one)."""
         eng = self.engine
         fill = eng.pad_token_id if eng.pad_token_id is not None else 0
         # Only the real rows are scored and sampled; their noise is drawn as the dynamic
@@ -191,25 +194,10 @@ class StaticDecoder:
             pick = self._pick if self._pick is not None else pick_tokens
             drawn, lp_rows = pick(real, noise, settings.temperature, eng.vocab_size, banned,
                                   settings.top_k, settings.record_logprobs)
-        action = torch.full((st.batch,), fill, dtype=torch.long, device=logits.device)
-        action[:rows] = drawn
-        live = ~st.done
-        action = torch.where(live, action, torch.full_like(action, fill))
-        st.tokens.index_copy_(1, st.step, action[:, None])
-        st.live_mask.index_copy_(1, st.step, live.long()[:, None])
-        if lp_rows is not None:
-            lp = torch.zeros((st.batch, 1), device=logits.device)
-            lp[:rows] = lp_rows
-            st.logprobs.index_copy_(1, st.step, lp * live[:, None])
-        if eng.eos_token_id is not None:
-            ended = live & (action == eng.eos_token_id)
-            st.eos |= ended
-            st.done |= ended
-        col = torch.zeros_like(live, dtype=st.mask.dtype).masked_fill_(~live, torch.finfo(st.mask.dtype).min)
-        st.mask.index_copy_(3, st.step + st.prompt_len, col[:, None, None, None])
-        st.tok.copy_(action[:, None])
-        st.live.copy_(live.long())
-        st.step.add_(1)
+        record = self._record if self._record is not None else record_token
+        record(st.tokens, st.live_mask, st.logprobs if lp_rows is not None else None, st.eos, st.done,
+               st.mask, st.tok, st.live, st.pos, st.step, drawn, lp_rows, fill, eng.eos_token_id,
+               st.prompt_len, advance)
 
     def _step(self, trunk: nn.Module, st: DecodeState, head: Any, settings: DecodeSettings,
               banned: torch.Tensor | None, generator: torch.Generator | None) -> None:
@@ -220,8 +208,7 @@ class StaticDecoder:
             and trunk.config._attn_implementation == decode_attention.NAME
         kv_len = st.step + st.prompt_len if uses_kernel else None
         hidden = fwd(trunk, st, st.tok, st.mask, st.pos, kv_len)
-        st.pos.add_(st.live[:, None])
-        self._choose(st, self._logits(hidden, head), settings, banned, generator)
+        self._choose(st, self._logits(hidden, head), settings, banned, generator, advance=True)
 
     def _state(self, B: int, P: int, T: int, mask_dtype: torch.dtype) -> DecodeState:
         key = (B, P, T)
@@ -252,6 +239,7 @@ class StaticDecoder:
         if self.compile and self._compiled is None and self.compile_error is None:
             self._compiled = torch.compile(self._forward, dynamic=False, mode=self.compile_mode)
             self._pick = torch.compile(pick_tokens, dynamic=False)
+            self._record = torch.compile(record_token, dynamic=False)
         dummy = torch.Generator(device=self.engine.device).manual_seed(0)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -263,7 +251,7 @@ class StaticDecoder:
                     if self._compiled is None:
                         raise
                     self.compile_error = f"{type(err).__name__}: {err}"[:300]
-                    self._compiled = self._pick = None
+                    self._compiled = self._pick = self._record = None
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         if generator is not None:
@@ -309,7 +297,7 @@ class StaticDecoder:
                     if self._compiled is None:
                         raise
                     self.compile_error = f"{type(err).__name__}: {err}"[:300]
-                    self._compiled = self._pick = None
+                    self._compiled = self._pick = self._record = None
                     torch.cuda.synchronize()
                     self._prefill(trunk, st, ids, pmask, rows, head)
                     self._capture(trunk, st, head, settings, banned, generator)
@@ -332,6 +320,42 @@ class StaticDecoder:
                           eos=st.eos[:rows].clone(),
                           logprobs=st.logprobs[:rows, :width].clone() if settings.record_logprobs else None,
                           seconds=time.perf_counter() - t0)
+
+
+def record_token(tokens: torch.Tensor, live_mask: torch.Tensor, logprobs: torch.Tensor | None,
+                 eos: torch.Tensor, done: torch.Tensor, mask: torch.Tensor, tok: torch.Tensor,
+                 live: torch.Tensor, pos: torch.Tensor, step: torch.Tensor, drawn: torch.Tensor,
+                 lp_rows: torch.Tensor | None, fill: int, eos_id: int | None, prompt_len: int,
+                 advance: bool) -> None:
+    """Record the tokens ``drawn`` for the first ``len(drawn)`` rows at column ``step`` of a
+    decode's state, all in place: rows already done get ``fill``, a live mask of 0 and a
+    log-prob of 0; EOS ends a row; the new column of the additive attention mask opens for
+    live rows; ``tok``/``live`` become the next step's input; ``step`` moves on. With
+    ``advance`` each row live before this token first moves its position on by one (the fed
+    token took a position). A pure function of tensors, so the graph path compiles it
+    (a handful of kernels instead of some two dozen tiny ones per token)."""
+    rows, batch = drawn.shape[0], done.shape[0]
+    if advance:
+        pos.add_(live[:, None])
+    action = torch.full((batch,), fill, dtype=torch.long, device=drawn.device)
+    action[:rows] = drawn
+    alive = ~done
+    action = torch.where(alive, action, torch.full_like(action, fill))
+    tokens.index_copy_(1, step, action[:, None])
+    live_mask.index_copy_(1, step, alive.long()[:, None])
+    if logprobs is not None and lp_rows is not None:
+        lp = torch.zeros((batch, 1), device=drawn.device)
+        lp[:rows] = lp_rows
+        logprobs.index_copy_(1, step, lp * alive[:, None])
+    if eos_id is not None:
+        ended = alive & (action == eos_id)
+        eos |= ended
+        done |= ended
+    col = torch.zeros_like(alive, dtype=mask.dtype).masked_fill_(~alive, torch.finfo(mask.dtype).min)
+    mask.index_copy_(3, step + prompt_len, col[:, None, None, None])
+    tok.copy_(action[:, None])
+    live.copy_(alive.long())
+    step.add_(1)
 
 
 def pick_tokens(logits: torch.Tensor, noise: torch.Tensor | None, temperature: float,
