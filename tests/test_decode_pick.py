@@ -70,12 +70,18 @@ def test_gelu_linears_stay_unfused_on_the_cpu() -> None:
 
 
 @interpret
-def test_interpreted_pick_equals_the_compiled_pick() -> None:
-    _compare("cpu", rows=5, width=5000, vocab=4990)  # three tiles, a cut-off vocabulary tail
+@pytest.mark.parametrize("programs", [1, 10, 1024])
+def test_interpreted_pick_equals_the_compiled_pick(programs: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five tiles per row (a cut-off vocabulary tail) in one chunk, two uneven chunks, or one
+    chunk per tile."""
+    monkeypatch.setattr(dpk, "TARGET_PROGRAMS", programs)
+    _compare("cpu", rows=5, width=5000, vocab=4990)
 
 
 @interpret
-def test_interpreted_greedy_ties_go_to_the_first_id() -> None:
+@pytest.mark.parametrize("programs", [1, 1024])
+def test_interpreted_greedy_ties_go_to_the_first_id(programs: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dpk, "TARGET_PROGRAMS", programs)  # ties within one chunk / across chunks
     logits = torch.full((2, 6000), -5.0)
     logits[0, [100, 2500, 5000]] = 3.0  # equal maxima in three tiles
     logits[1, [4200, 4100]] = 3.0  # in one tile
@@ -138,15 +144,20 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from rlseek.envs.text import decode_attention as da, decode_pick as dpk
 target = GPUTarget("cuda", 90, 32)
-pick_sig = {"logit_ptr": "*bf16", "noise_ptr": "*fp32", "banned_ptr": "*i64", "tok_ptr": "*i64",
-            "lp_ptr": "*fp32", "s_logit": "i32", "s_noise": "i32", "width": "i32", "n_banned": "i32",
-            "temperature": "fp32"}
+part_sig = {"logit_ptr": "*bf16", "noise_ptr": "*fp32", "banned_ptr": "*i64", "part_ptr": "*fp32",
+            "idx_ptr": "*i32", "s_logit": "i32", "s_noise": "i32", "width": "i32", "chunk": "i32",
+            "n_banned": "i32", "temperature": "fp32"}
 for sample in (True, False):
     const = {"SAMPLE": sample, "TEMPERED": True, "LOGPROB": True, "MASKED": -1e9, "BLOCK": dpk.BLOCK}
-    sig = {**pick_sig, **{k: "constexpr" for k in const}}
-    k = triton.compile(ASTSource(dpk._pick_kernel, sig, constexprs=const), target=target,
+    sig = {**part_sig, **{k: "constexpr" for k in const}}
+    k = triton.compile(ASTSource(dpk._pick_chunk_kernel, sig, constexprs=const), target=target,
                        options={"num_warps": dpk.NUM_WARPS})
     assert k.asm["cubin"]
+comb_sig = {"part_ptr": "*fp32", "idx_ptr": "*i32", "tok_ptr": "*i64", "lp_ptr": "*fp32", "chunks": "i32",
+            "LOGPROB": "constexpr", "CHUNKS": "constexpr"}
+k = triton.compile(ASTSource(dpk._pick_combine_kernel, comb_sig, constexprs={"LOGPROB": True, "CHUNKS": 16}),
+                   target=target, options={"num_warps": 1})
+assert k.asm["cubin"]
 att_sig = {n: "*bf16" for n in ("q_ptr", "k_ptr", "v_ptr", "m_ptr", "o_ptr")}
 att_sig["n_ptr"] = "*i64"
 for n in ("sqb", "sqh", "skb", "skh", "skl", "svb", "svh", "svl", "smb", "sob", "soh", "heads", "group"):

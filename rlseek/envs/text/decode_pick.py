@@ -1,13 +1,14 @@
-"""The token pick of the graph decode in one pass over the vocabulary: one Triton kernel per token.
+"""The token pick of the graph decode in one pass over the vocabulary: two Triton kernels per token.
 
 :func:`~rlseek.envs.text.static_decode.pick_tokens` — temperature, banned ids, the exponential
 race ``argmax(softmax(s) / q)`` and the chosen token's log-prob — is a softmax, an argmax and a
 log-softmax over (rows, 50,257) float32 scores: compiled by inductor it still reads the vocabulary
 several times (``benchmarks/GPU_NOTES.md``: ~42 µs per step at batch 64, ~108 µs at 256 on an
-H100, noise included). This kernel gives each row one program that streams its logits (bf16 or
-float32) and its pre-drawn Exp(1) noise once, keeping an online max and sum of ``exp`` (the
-log-prob's normaliser) and the running best of ``s - log q``, which orders tokens as ``p / q``
-does (``p = exp(s - max) / sum``; the logarithm and the common factor are monotone). The noise
+H100, noise included). Here each row's vocabulary is cut into chunks; one program per (row,
+chunk) streams its logits (bf16 or float32) and its pre-drawn Exp(1) noise once, keeping an
+online max and sum of ``exp`` (the log-prob's normaliser) and the running best of
+``s - log q``, and a second, tiny kernel combines each row's chunks. ``s - log q`` orders
+tokens as ``p / q`` does (``p = exp(s - max) / sum``; the logarithm and the common factor are monotone). The noise
 is still drawn by torch (:func:`~rlseek.envs.text.rollout.exponential_noise`), so a seeded
 generator gives the tokens of the eager pick; they can part only where two tokens' ``p / q``
 agree to float rounding.
@@ -23,10 +24,13 @@ import torch
 
 from rlseek.envs.text.rollout import MASKED_LOGIT
 
-BLOCK = 2048
-"""Vocabulary entries per tile of a row's program."""
-NUM_WARPS = 8
-"""Warps per row program."""
+BLOCK = 1024
+"""Vocabulary entries per tile."""
+NUM_WARPS = 4
+"""Warps per program."""
+TARGET_PROGRAMS = 1024
+"""Each row's vocabulary is cut into chunks of whole tiles so that about this many programs
+run: one program per row (64 at batch 64) streams too little at once to load a GPU."""
 
 try:  # Triton ships with CUDA builds of torch; CPU builds go without the kernel
     import triton
@@ -36,21 +40,27 @@ except ImportError:  # pragma: no cover - depends on the torch build
 
 if triton is not None:
     @triton.jit
-    def _pick_kernel(logit_ptr, noise_ptr, banned_ptr, tok_ptr, lp_ptr, s_logit, s_noise, width,
-                     n_banned, temperature,
-                     SAMPLE: tl.constexpr, TEMPERED: tl.constexpr, LOGPROB: tl.constexpr,
-                     MASKED: tl.constexpr, BLOCK: tl.constexpr):
-        """One program per row: one pass over the row's ``width`` scores (and noise)."""
+    def _pick_chunk_kernel(logit_ptr, noise_ptr, banned_ptr, part_ptr, idx_ptr, s_logit, s_noise,
+                           width, chunk, n_banned, temperature,
+                           SAMPLE: tl.constexpr, TEMPERED: tl.constexpr, LOGPROB: tl.constexpr,
+                           MASKED: tl.constexpr, BLOCK: tl.constexpr):
+        """One program per (row, chunk of ``chunk`` entries): one pass over the chunk's scores
+        (and noise), leaving its max, sum of exp(s - max), best key, the score there and its
+        id in the row's partials."""
         row = tl.program_id(0)
+        c = tl.program_id(1)
+        chunks = tl.num_programs(1)
         lanes = tl.arange(0, BLOCK)
         m_i = tl.full([1], float("-inf"), tl.float32)
         l_i = tl.zeros([1], tl.float32)
         best = tl.full([1], float("-inf"), tl.float32)
         best_idx = tl.zeros([1], tl.int32)
         best_s = tl.zeros([1], tl.float32)
-        for start in range(0, width, BLOCK):
+        lo = c * chunk
+        hi = tl.minimum(lo + chunk, width)
+        for start in range(lo, hi, BLOCK):
             cols = start + lanes
-            ok = cols < width
+            ok = cols < hi
             s = tl.load(logit_ptr + row * s_logit + cols, mask=ok, other=0.0).to(tl.float32)
             if TEMPERED:
                 s = s / temperature
@@ -73,9 +83,34 @@ if triton is not None:
             best_s = tl.where(better, s_at, best_s)
             best = tl.where(better, k_max, best)
         one = tl.arange(0, 1)
-        tl.store(tok_ptr + row + one, best_idx.to(tl.int64))
+        at = (row * chunks + c) * 4 + one
+        tl.store(part_ptr + at, best)
+        tl.store(part_ptr + at + 1, best_s)
+        tl.store(part_ptr + at + 2, m_i)
+        tl.store(part_ptr + at + 3, l_i)
+        tl.store(idx_ptr + row * chunks + c + one, best_idx)
+
+    @triton.jit
+    def _pick_combine_kernel(part_ptr, idx_ptr, tok_ptr, lp_ptr, chunks,
+                             LOGPROB: tl.constexpr, CHUNKS: tl.constexpr):
+        """One program per row: the row's token (the first chunk holding the best key) and
+        its log-prob (the chunks' sums of exp brought to one max)."""
+        row = tl.program_id(0)
+        c = tl.arange(0, CHUNKS)
+        ok = c < chunks
+        at = (row * chunks + c) * 4
+        best = tl.load(part_ptr + at, mask=ok, other=float("-inf"))
+        k_max, k = tl.max(best, 0, return_indices=True, return_indices_tie_break_left=True)
+        pick = c == k
+        idx = tl.sum(tl.where(pick, tl.load(idx_ptr + row * chunks + c, mask=ok, other=0), 0), 0)
+        tl.store(tok_ptr + row, idx.to(tl.int64))
         if LOGPROB:
-            tl.store(lp_ptr + row + one, best_s - m_i - tl.log(l_i))
+            s_at = tl.sum(tl.where(pick, tl.load(part_ptr + at + 1, mask=ok, other=0.0), 0.0), 0)
+            m = tl.load(part_ptr + at + 2, mask=ok, other=float("-inf"))
+            l_c = tl.load(part_ptr + at + 3, mask=ok, other=0.0)
+            m_all = tl.max(m, 0)
+            l_all = tl.sum(tl.where(ok, l_c * tl.exp(m - m_all), 0.0), 0)
+            tl.store(lp_ptr + row, s_at - m_all - tl.log(l_all))
 
 
 def available() -> bool:
@@ -106,11 +141,19 @@ def pick(logits: torch.Tensor, noise: torch.Tensor | None, temperature: float,
     lp = torch.empty((rows, 1), dtype=torch.float32, device=logits.device) if record_logprobs else None
     n_banned = 0 if banned is None else int(banned.numel())
     if rows:
-        _pick_kernel[(rows,)](
-            logits, noise if sample else logits, banned if n_banned else tok, tok,
-            lp if lp is not None else logits, logits.stride(0), noise.stride(0) if sample else 0,
-            width, n_banned, float(temperature) if sample else 1.0,
+        tiles = -(-width // BLOCK)
+        per_chunk = max(1, -(-tiles // max(1, -(-TARGET_PROGRAMS // rows))))
+        chunks = -(-tiles // per_chunk)
+        part = torch.empty((rows, chunks, 4), dtype=torch.float32, device=logits.device)
+        idx = torch.empty((rows, chunks), dtype=torch.int32, device=logits.device)
+        _pick_chunk_kernel[(rows, chunks)](
+            logits, noise if sample else logits, banned if n_banned else tok, part, idx,
+            logits.stride(0), noise.stride(0) if sample else 0, width, per_chunk * BLOCK, n_banned,
+            float(temperature) if sample else 1.0,
             SAMPLE=sample, TEMPERED=temperature not in (0.0, 1.0), LOGPROB=record_logprobs,
             MASKED=MASKED_LOGIT, BLOCK=BLOCK, num_warps=NUM_WARPS,
         )
+        _pick_combine_kernel[(rows,)](part, idx, tok, lp if lp is not None else part, chunks,
+                                      LOGPROB=record_logprobs, CHUNKS=max(2, triton.next_power_of_2(chunks)),
+                                      num_warps=1)
     return tok, lp
