@@ -123,6 +123,35 @@ def test_graph_decode_with_the_kernel_gives_the_sdpa_tokens() -> None:
     assert float(same[:, :4].mean()) >= 0.95 and float(same.mean()) >= 0.8
 
 
+@cuda
+def test_graph_decode_of_gpt2_appending_in_the_kernel_gives_the_sdpa_tokens() -> None:
+    """bf16 graph decode of a random 4-layer GPT-2 whose attention appends the step's key and
+    value inside the kernel, against SDPA after transformers' cache update: the same tokens
+    but where a bf16 near-tie parts them."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    _, tok = load_causal_lm("rlseek/tiny-lm")
+    torch.manual_seed(0)
+    lm = GPT2LMHeadModel(GPT2Config(n_layer=4, vocab_size=len(tok), bos_token_id=tok.bos_token_id,
+                                    eos_token_id=tok.eos_token_id)).cuda().eval()
+    from rlseek.envs.text import heldout_prompts
+
+    enc = tok(heldout_prompts("rlseek/Arithmetic-v0", n=40, seed=2)["prompts"], return_tensors="pt",
+              padding=True)
+    outs = {}
+    for kernel in (True, False):
+        engine = RolloutEngine.for_tokenizer(lm, tok)
+        dec = engine.static_decoder(True)
+        dec.attention_kernel = kernel
+        with torch.autocast("cuda", torch.bfloat16):
+            outs[kernel] = engine.decode(enc["input_ids"], enc["attention_mask"], 24,
+                                         DecodeSettings(temperature=1.0, suppress_eos=True),
+                                         torch.Generator(device="cuda").manual_seed(0))
+        assert dec.appending_layers == (4 if kernel else 0)
+    same = (outs[True].tokens == outs[False].tokens).float()
+    assert float(same[:, :4].mean()) >= 0.95 and float(same.mean()) >= 0.9, float(same.mean())
+
+
 # -- the same kernel through Triton's interpreter, on CPU -------------------------------------
 # ``make test-kernel-cpu`` installs Triton beside the project and runs these with
 # TRITON_INTERPRET=1: the kernel's arithmetic and its wiring into the decode copy are then
@@ -149,39 +178,80 @@ def test_interpreted_kernel_equals_the_masked_softmax(B: int, H: int, Hkv: int, 
 
 
 @interpret
-def test_interpreted_kernel_serves_the_decode_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("arch,append", [("llama", True), ("gpt2", True), ("gpt2", False)])
+def test_interpreted_kernel_serves_the_decode_copy(arch: str, append: bool,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The static decoder's bf16 copy on its graph-path settings, run eagerly on CPU (few
     enough tokens that nothing is captured): the kernel is called for every single-query
-    layer call with the count of written keys, and the tokens are SDPA's."""
-    calls: list[int] = []
-    real = da.decode_attention
+    layer call with the count of written keys — a GPT-2 copy appending the step's key and
+    value itself (the default), else after the cache update wrote them — and the tokens are
+    SDPA's. The tiny LM is a Llama; the GPT-2 is a random 2-layer one on its tokenizer."""
+    calls: list[tuple[str, int]] = []
+    real, real_append = da.decode_attention, da.decode_attention_append
 
     def counted(q, k, v, mask, n, scale):  # type: ignore[no-untyped-def]
-        calls.append(int(n))
+        calls.append(("read", int(n)))
         return real(q, k, v, mask, n, scale)
+
+    def counted_append(q, kn, vn, k, v, mask, n, scale):  # type: ignore[no-untyped-def]
+        calls.append(("append", int(n)))
+        return real_append(q, kn, vn, k, v, mask, n, scale)
 
     monkeypatch.setattr(da, "available", lambda: True)
     monkeypatch.setattr(da, "servable", lambda q, k, m, *a, **kw: q.shape[2] == 1)
     monkeypatch.setattr(da, "decode_attention", counted)
+    monkeypatch.setattr(da, "decode_attention_append", counted_append)
     lm, tok = load_causal_lm("rlseek/tiny-lm")
+    if arch == "gpt2":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        torch.manual_seed(0)
+        lm = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=96, n_head=2, vocab_size=len(tok),
+                                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)).eval()
     from rlseek.envs.text import heldout_prompts
     from rlseek.envs.text.static_decode import WARMUP_STEPS, bucket_shape
 
     enc = tok(heldout_prompts("rlseek/Arithmetic-v0", n=6, seed=2)["prompts"], return_tensors="pt",
               padding=True)
-    tokens = {}
+    appends = append and arch == "gpt2"
+    tokens, logprobs = {}, {}
     for kernel in (True, False):
         engine = RolloutEngine.for_tokenizer(lm, tok)
         dec = engine.static_decoder(False)
         dec.graphs, dec.attention_kernel = True, kernel  # the graph path's copy, stepped eagerly
+        dec.append_in_kernel = append
         with torch.autocast("cpu", torch.bfloat16):
             out = engine.decode(enc["input_ids"], enc["attention_mask"], WARMUP_STEPS + 1,
                                 DecodeSettings(temperature=0.0, suppress_eos=True, cache="static",
                                                compile=False))
         assert (dec._copy.config._attn_implementation == da.NAME) == kernel
-        tokens[kernel] = out.tokens
+        assert dec.appending_layers == (lm.config.num_hidden_layers if kernel and appends else 0)
+        tokens[kernel], logprobs[kernel] = out.tokens, out.logprobs
     layers = lm.config.num_hidden_layers
     _, P = bucket_shape(*enc["input_ids"].shape, True)  # the prompt's columns, left-padded
     # step s (1..T-1) feeds one token: P + s keys are then written, in every layer
-    assert calls == [P + s for s in range(1, WARMUP_STEPS + 1) for _ in range(layers)]
+    kind = "append" if appends else "read"
+    assert calls == [(kind, P + s) for s in range(1, WARMUP_STEPS + 1) for _ in range(layers)]
     assert torch.equal(tokens[True], tokens[False])
+    torch.testing.assert_close(logprobs[True], logprobs[False], atol=2e-2, rtol=0)
+
+
+@interpret
+@pytest.mark.parametrize("L,n,unroll", [(40, 17, True), (300, 250, False), (64, 1, True)])
+def test_interpreted_append_writes_the_slot_and_attends_to_it(L: int, n: int, unroll: bool,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The appending kernel writes the new key and value into slot n - 1 (nothing else in the
+    caches changes) and gives the attention over the first n keys of the updated caches."""
+    monkeypatch.setattr(da, "UNROLL", unroll)
+    B, H, Hkv, D = 2, 4, 2, 48
+    q, k, v, mask = _inputs(B, H, Hkv, L, D, "cpu", torch.float32, seed=L)
+    g = torch.Generator().manual_seed(n)
+    kn, vn = torch.randn(B, Hkv, 1, D, generator=g), torch.randn(B, Hkv, 1, D, generator=g)
+    k[:, :, n - 1:] = float("nan")  # the slot and what follows are never read
+    v[:, :, n - 1:] = float("nan")
+    want_k, want_v = k.clone(), v.clone()
+    want_k[:, :, n - 1], want_v[:, :, n - 1] = kn[:, :, 0], vn[:, :, 0]
+    out = da.decode_attention_append(q, kn, vn, k, v, mask, torch.tensor([n]), D ** -0.5)
+    assert torch.equal(k.nan_to_num(7.0), want_k.nan_to_num(7.0))
+    assert torch.equal(v.nan_to_num(7.0), want_v.nan_to_num(7.0))
+    torch.testing.assert_close(out.double(), _reference(q, want_k.nan_to_num(0.0), want_v.nan_to_num(0.0), mask, n), atol=2e-5, rtol=2e-5)

@@ -160,11 +160,14 @@ k = triton.compile(ASTSource(dpk._pick_combine_kernel, comb_sig, constexprs={"LO
 assert k.asm["cubin"]
 att_sig = {n: "*bf16" for n in ("q_ptr", "k_ptr", "v_ptr", "m_ptr", "o_ptr")}
 att_sig["n_ptr"] = "*i64"
-for n in ("sqb", "sqh", "skb", "skh", "skl", "svb", "svh", "svl", "smb", "sob", "soh", "heads", "group"):
+att_sig.update({"kn_ptr": "*bf16", "vn_ptr": "*bf16"})
+for n in ("sqb", "sqh", "skb", "skh", "skl", "svb", "svh", "svl", "smb", "sob", "soh",
+          "sknb", "sknh", "svnb", "svnh", "heads", "group"):
     att_sig[n] = "i32"
 att_sig["scale"] = "fp32"
-for unroll in (True, False):
-    const = {"KEYS": 192, "HAS_MASK": True, "HAS_N": True, "UNROLL": unroll, "BLOCK": 128, "D": 64, "DP": 64}
+for unroll, append in ((True, True), (False, True), (True, False)):
+    const = {"KEYS": 192, "HAS_MASK": True, "HAS_N": True, "UNROLL": unroll, "BLOCK": 128, "D": 64, "DP": 64,
+             "APPEND": append}
     sig = {**att_sig, **{k: "constexpr" for k in const}}
     k = triton.compile(ASTSource(da._decode_attention_kernel, sig, constexprs=const), target=target,
                        options={"num_warps": 2})

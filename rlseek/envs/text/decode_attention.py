@@ -63,21 +63,26 @@ if triton is not None:
             s += tl.load(m_ptr + row_m + cols, mask=ok, other=0.0).to(tl.float32)
         s = tl.where(ok, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 0))
-        alpha = tl.exp(m_i - m_new)
-        p = tl.exp(s - m_new)
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no keys yet: no NaN from -inf - -inf
+        alpha = tl.exp(m_i - m_safe)
+        p = tl.exp(s - m_safe)
         v = tl.load(v_ptr + row_v + cols[:, None] * svl + d[None, :], mask=kv_ok, other=0.0).to(tl.float32)
         return m_new, l_i * alpha + tl.sum(p, 0), acc * alpha + tl.sum(p[:, None] * v, 0)
 
     @triton.jit
-    def _decode_attention_kernel(q_ptr, k_ptr, v_ptr, m_ptr, o_ptr, n_ptr,
+    def _decode_attention_kernel(q_ptr, k_ptr, v_ptr, m_ptr, o_ptr, n_ptr, kn_ptr, vn_ptr,
                                 sqb, sqh, skb, skh, skl, svb, svh, svl, smb, sob, soh,
-                                heads, group, scale,
+                                sknb, sknh, svnb, svnh, heads, group, scale,
                                 KEYS: tl.constexpr, HAS_MASK: tl.constexpr, HAS_N: tl.constexpr,
                                 UNROLL: tl.constexpr, BLOCK: tl.constexpr, D: tl.constexpr,
-                                DP: tl.constexpr):
+                                DP: tl.constexpr, APPEND: tl.constexpr):
         """One program per (row, head). UNROLL: every tile of the KEYS-long cache is a
         static, unrolled step (all loads can be issued at once; tiles past the written count
-        are masked off and read nothing); else a loop up to the written count."""
+        are masked off and read nothing); else a loop up to the written count.
+
+        APPEND: the step's own key and value (``kn_ptr``/``vn_ptr``, not yet in the cache)
+        are the n-th, written into cache slot n - 1 here and taken into the softmax from
+        registers after the n - 1 cached ones."""
         pid = tl.program_id(0)
         b = pid // heads
         h = pid % heads
@@ -87,18 +92,35 @@ if triton is not None:
         n = KEYS
         if HAS_N:
             n = tl.minimum(tl.load(n_ptr).to(tl.int32), KEYS)
+        cached = n
+        if APPEND:
+            cached = n - 1
         m_i = tl.full([1], float("-inf"), tl.float32)
         l_i = tl.zeros([1], tl.float32)
         acc = tl.zeros([DP], tl.float32)
         row_k, row_v, row_m = b * skb + hk * skh, b * svb + hk * svh, b * smb
         if UNROLL:
             for start in tl.static_range(0, KEYS, BLOCK):
-                m_i, l_i, acc = _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, n, start,
-                                      m_i, l_i, acc, HAS_MASK, BLOCK, D, DP)
+                m_i, l_i, acc = _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, cached,
+                                      start, m_i, l_i, acc, HAS_MASK, BLOCK, D, DP)
         else:
-            for start in range(0, n, BLOCK):
-                m_i, l_i, acc = _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, n, start,
-                                      m_i, l_i, acc, HAS_MASK, BLOCK, D, DP)
+            for start in range(0, cached, BLOCK):
+                m_i, l_i, acc = _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, cached,
+                                      start, m_i, l_i, acc, HAS_MASK, BLOCK, D, DP)
+        if APPEND:
+            k_new = tl.load(kn_ptr + b * sknb + hk * sknh + d, mask=d < D, other=0.0)
+            v_new = tl.load(vn_ptr + b * svnb + hk * svnh + d, mask=d < D, other=0.0)
+            s = tl.sum(k_new.to(tl.float32) * q, 0)
+            if HAS_MASK:
+                s += tl.load(m_ptr + row_m + cached).to(tl.float32)
+            m_new = tl.maximum(m_i, s)
+            alpha = tl.exp(m_i - m_new)  # m_new is finite: s is
+            p = tl.exp(s - m_new)
+            l_i = l_i * alpha + p
+            acc = acc * alpha + p * v_new.to(tl.float32)
+            if h % group == 0:  # one program per kv head writes its slot
+                tl.store(k_ptr + row_k + cached * skl + d, k_new.to(k_ptr.dtype.element_ty), mask=d < D)
+                tl.store(v_ptr + row_v + cached * svl + d, v_new.to(v_ptr.dtype.element_ty), mask=d < D)
         out = acc / l_i
         tl.store(o_ptr + b * sob + h * soh + d, out.to(o_ptr.dtype.element_ty), mask=d < D)
 
@@ -134,27 +156,60 @@ def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     transformers' attention functions return). With ``kv_len`` (a one-element long device
     tensor) only the first ``kv_len`` keys are read (the rest must be masked anyway)."""
     B, H, _, D = query.shape
-    Hkv, L = key.shape[1], key.shape[2]
     out = torch.empty((B, 1, H, D), dtype=query.dtype, device=query.device)
+    _launch(query, key, value, mask, kv_len, scale, out, None, None)
+    return out
+
+
+def _launch(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+            kv_len: torch.Tensor | None, scale: float, out: torch.Tensor,
+            key_new: torch.Tensor | None, value_new: torch.Tensor | None) -> None:
+    B, H, _, D = query.shape
+    Hkv, L = key.shape[1], key.shape[2]
     m = mask if mask is not None else query
     n = kv_len if kv_len is not None else query
+    append = key_new is not None and value_new is not None
+    kn = key_new if append else query
+    vn = value_new if append else query
     block, warps = launch_config(L)
     _decode_attention_kernel[(B * H,)](
-        query, key, value, m, out, n,
+        query, key, value, m, out, n, kn, vn,
         query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
         value.stride(0), value.stride(1), value.stride(2),
         m.stride(0) if mask is not None else 0, out.stride(0), out.stride(2),
+        kn.stride(0), kn.stride(1), vn.stride(0), vn.stride(1),
         H, H // Hkv, float(scale),
         KEYS=L, HAS_MASK=mask is not None, HAS_N=kv_len is not None,
         UNROLL=UNROLL and -(-L // block) <= MAX_UNROLLED_TILES, BLOCK=block, D=D,
-        DP=triton.next_power_of_2(D), num_warps=warps, **({"num_stages": NUM_STAGES} if NUM_STAGES else {}),
+        DP=triton.next_power_of_2(D), APPEND=append, num_warps=warps,
+        **({"num_stages": NUM_STAGES} if NUM_STAGES else {}),
     )
-    return out
 
 
 @decode_attention.register_fake
 def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
       kv_len: torch.Tensor | None, scale: float) -> torch.Tensor:
+    B, H, _, D = query.shape
+    return query.new_empty((B, 1, H, D))
+
+
+@torch.library.custom_op("rlseek::decode_attention_append", mutates_args=("key_cache", "value_cache"))
+def decode_attention_append(query: torch.Tensor, key_new: torch.Tensor, value_new: torch.Tensor,
+                            key_cache: torch.Tensor, value_cache: torch.Tensor,
+                            mask: torch.Tensor | None, kv_len: torch.Tensor, scale: float) -> torch.Tensor:
+    """:func:`decode_attention` of a step whose own (B, H_kv, 1, D) key and value are not yet
+    cached: the kernel writes them into slot ``kv_len - 1`` of the caches (in place) and
+    attends over the ``kv_len - 1`` keys before it and the new one. One kernel instead of the
+    cache update's two index copies and the attention."""
+    B, H, _, D = query.shape
+    out = torch.empty((B, 1, H, D), dtype=query.dtype, device=query.device)
+    _launch(query, key_cache, value_cache, mask, kv_len, scale, out, key_new, value_new)
+    return out
+
+
+@decode_attention_append.register_fake
+def _(query: torch.Tensor, key_new: torch.Tensor, value_new: torch.Tensor, key_cache: torch.Tensor,
+      value_cache: torch.Tensor, mask: torch.Tensor | None, kv_len: torch.Tensor, scale: float) -> torch.Tensor:
     B, H, _, D = query.shape
     return query.new_empty((B, 1, H, D))
 
@@ -190,6 +245,60 @@ def attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.T
 
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                   scaling=scaling, **kwargs)
+
+
+class AppendingAttention(torch.nn.Module):
+    """GPT-2's self-attention module in the decode copy, for single-token steps: the query,
+    key and value from ``c_attn``, then :func:`decode_attention_append` — the kernel writes the
+    step's key and value into the static cache itself, where transformers' cache update would
+    run two index copies (two more kernels per layer and token) — then ``c_proj``. Anything
+    else (the prefill, calls without the written-key count, shapes the kernel refuses) goes to
+    the wrapped module unchanged. It holds the wrapped module's parameters, in their order.
+
+    The cache layer's ``cumulative_length`` is not advanced by these steps: the decoder passes
+    positions and the 4-D mask itself, and resets the cache before the next prefill."""
+
+    def __init__(self, attn: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = attn
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        a = self.inner
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        n = kwargs.get(KV_LEN)
+        mask = kwargs.get("attention_mask")
+        layers = getattr(cache, "layers", None)
+        layer = layers[a.layer_idx] if layers is not None and a.layer_idx < len(layers) else None
+        if (args or a.training or hidden_states.dim() != 3 or hidden_states.shape[1] != 1
+                or not isinstance(n, torch.Tensor) or n.numel() != 1 or layer is None
+                or not getattr(layer, "is_initialized", False)
+                or kwargs.get("encoder_hidden_states") is not None):
+            return a(hidden_states, *args, **kwargs)
+        q, k, v = a.c_attn(hidden_states).split(a.split_size, dim=2)
+        shape = (*hidden_states.shape[:-1], -1, a.head_dim)
+        q, k, v = (x.view(shape).transpose(1, 2) for x in (q, k, v))
+        if not servable(q, layer.keys, mask) or k.dtype != layer.keys.dtype:
+            return a(hidden_states, *args, **kwargs)
+        scale = a.scaling if getattr(a, "scaling", None) is not None else a.head_dim ** -0.5
+        out = decode_attention_append(q, k, v, layer.keys, layer.values, mask, n, float(scale))
+        out = a.c_proj(out.reshape(*out.shape[:-2], -1))
+        return a.resid_dropout(out), None
+
+
+def append_in_kernel(trunk: torch.nn.Module) -> int:
+    """Wrap every GPT-2-style self-attention module of a decode copy (``c_attn``, ``c_proj``,
+    ``split_size``, ``head_dim``, ``layer_idx``; not cross-attention) in
+    :class:`AppendingAttention`; returns how many were wrapped."""
+    count = 0
+    for module in list(trunk.modules()):
+        attn = getattr(module, "attn", None)
+        if isinstance(attn, AppendingAttention) or attn is None or getattr(attn, "is_cross_attention", False):
+            continue
+        if all(hasattr(attn, a) for a in ("c_attn", "c_proj", "split_size", "head_dim", "layer_idx",
+                                           "resid_dropout")):
+            module.attn = AppendingAttention(attn)
+            count += 1
+    return count
 
 
 def register() -> str:

@@ -95,6 +95,12 @@ class StaticDecoder:
         """Graph path: the token is picked by :mod:`~rlseek.envs.text.decode_pick`'s one-pass
         kernel (where Triton is present and ``top_k`` is 0) instead of the compiled
         :func:`pick_tokens`."""
+        self.append_in_kernel = True
+        """Graph path, with the attention kernel: a GPT-2-style decode copy's single-token
+        steps write their key and value into the cache inside the kernel
+        (:class:`~rlseek.envs.text.decode_attention.AppendingAttention`)."""
+        self.appending_layers = 0
+        """Attention layers of the current decode copy that append in the kernel."""
         self.fused_gelu = True
         """Graph path: in the decode copy, a GPT-2-style MLP's first linear layer and its tanh
         GELU run as one cuBLASLt call with a GELU epilogue (:func:`fuse_gelu_linears`)."""
@@ -115,8 +121,11 @@ class StaticDecoder:
             return trunk
         if self._copy is None or next(self._copy.parameters()).dtype != dtype:
             self._copy = copy.deepcopy(trunk).to(dtype).requires_grad_(False)
+            self.appending_layers = self.fused_mlps = 0
             if self.graphs and self.attention_kernel and decode_attention.available() and hasattr(self._copy, "config"):
                 self._copy.config._attn_implementation = decode_attention.register()
+                if self.append_in_kernel:
+                    self.appending_layers = decode_attention.append_in_kernel(self._copy)
             if self.graphs and self.fused_gelu:
                 self.fused_mlps = fuse_gelu_linears(self._copy)
         with torch.no_grad():
