@@ -1,14 +1,14 @@
 """What each of the rollout decode's GPU choices is worth, in one process.
 
-The graph decode of :mod:`rlseek.envs.text.static_decode` has four switches on CUDA: the decode
+The graph decode of :mod:`rlseek.envs.text.static_decode` has five switches on CUDA: the decode
 copy's attention (rlseek's single-query Triton kernel, ``StaticDecoder.attention_kernel``, or
 transformers' SDPA), the LM head's dtype (bf16, the default, or float32:
 ``DecodeSettings.head_float32``), the token pick (the one-pass Triton kernel,
-``StaticDecoder.pick_kernel``, or the compiled ``pick_tokens``) and the MLP's first linear layer
-with its GELU as one cuBLASLt call (``StaticDecoder.fused_gelu``). This script decodes the same
-prompts with the earlier paths and each switch added in turn, on the model and shapes of
-``benchmarks/gpu_lm_ppo.py`` (GPT-2-small config,
-random init, bf16 autocast, 64-token prompts, exactly 128 new tokens, sampling at T=1) and
+``StaticDecoder.pick_kernel``, or the compiled ``pick_tokens``), the MLP's first linear layer
+with its GELU as one cuBLASLt call (``StaticDecoder.fused_gelu``), and the kernel writing each
+step's key and value into the cache itself (``StaticDecoder.append_in_kernel``). This script
+decodes the same prompts with the earlier paths, each newer switch alone, and all of them, on
+the model and shapes of ``benchmarks/gpu_lm_ppo.py`` (GPT-2-small config, random init, bf16 autocast, 64-token prompts, exactly 128 new tokens, sampling at T=1) and
 prints, per batch and variant, tokens/s (median of ``--repeats`` whole decodes after one
 warm-up decode that compiles and captures). ``--profile`` adds, for the default variant, the
 CUDA kernels' time per decode step (µs) from ``torch.profiler``.
@@ -37,18 +37,21 @@ from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 
 PROMPT, NEW = 64, 128
 VARIANTS: dict[str, dict[str, bool]] = {
-    "sdpa_head32": dict(kernel=False, head32=True, pick=False, gelu=False),
-    "kernel_headbf16": dict(kernel=True, head32=False, pick=False, gelu=False),
-    "kernel_headbf16_pick": dict(kernel=True, head32=False, pick=True, gelu=False),
-    "kernel_headbf16_gelu": dict(kernel=True, head32=False, pick=False, gelu=True),
-    "default": dict(kernel=True, head32=False, pick=True, gelu=True),
+    "sdpa_head32": dict(kernel=False, head32=True, pick=False, gelu=False, append=False),
+    "kernel_headbf16": dict(kernel=True, head32=False, pick=False, gelu=False, append=False),
+    "kernel_headbf16_pick": dict(kernel=True, head32=False, pick=True, gelu=False, append=False),
+    "kernel_headbf16_gelu": dict(kernel=True, head32=False, pick=False, gelu=True, append=False),
+    "kernel_headbf16_append": dict(kernel=True, head32=False, pick=False, gelu=False, append=True),
+    "default": dict(kernel=True, head32=False, pick=True, gelu=True, append=True),
 }
 """Switches per variant: the earlier paths first (b66b2e4's; then attention kernel and bf16
-head, the default up to 1d61f59), each newer switch alone, then the default (all on)."""
+head, the default up to 1d61f59), each newer switch alone on the latter, then the default
+(all on)."""
 
 
 def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, repeats: int,
-                profile: bool = False, pick: bool = True, gelu: bool = True) -> dict[str, Any]:
+                profile: bool = False, pick: bool = True, gelu: bool = True,
+                append: bool = True) -> dict[str, Any]:
     """Tokens/s of whole graph decodes of ``batch`` random prompts with one variant (through
     gpu_lm_ppo.py's fixed-length env: every episode exactly NEW tokens)."""
     rng = np.random.default_rng(batch)
@@ -56,7 +59,7 @@ def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, 
     ids = torch.as_tensor(rng.integers(0, 50257, size=(batch, PROMPT)), device=device)
     engine = RolloutEngine.for_env(lm, FixedLengthEnv(batch, PROMPT, NEW, 50257), device)
     dec = engine.static_decoder(True)
-    dec.attention_kernel, dec.pick_kernel, dec.fused_gelu = kernel, pick, gelu
+    dec.attention_kernel, dec.pick_kernel, dec.fused_gelu, dec.append_in_kernel = kernel, pick, gelu, append
     settings = DecodeSettings(temperature=1.0, head_float32=head32)
     gen = torch.Generator(device=device).manual_seed(0)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -85,6 +88,7 @@ def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, 
     out["attention"] = dec._copy.config._attn_implementation if dec._copy is not None else None
     out["head_dtype"] = str(dec.head_dtype)
     out["fused_mlps"] = dec.fused_mlps
+    out["appending_layers"] = dec.appending_layers
     out["compile_error"] = dec.compile_error
     return out
 
@@ -103,7 +107,7 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_decode_variants.py: needs a CUDA device", file=sys.stderr)
         raise SystemExit(2)
-    torch._dynamo.config.cache_size_limit = 64  # ten decode copies' graphs in one process
+    torch._dynamo.config.cache_size_limit = 64  # a dozen decode copies' graphs in one process
     torch.manual_seed(0)
     lm = GPT2LMHeadModel(GPT2Config(n_layer=args.layers)).to(args.device).eval()
     disable_dropout(lm)
