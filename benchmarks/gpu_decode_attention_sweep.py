@@ -1,13 +1,13 @@
 """Launch configs of the decode attention kernel, each timed by whole graph decodes.
 
 For each batch and each (keys per tile, warps, unrolled tiles or a loop, Triton pipelining
-stages) in :data:`CONFIGS`, the module knobs of :mod:`rlseek.envs.text.decode_attention` are
-set and the default rollout decode (kernel attention, bf16 head) of
+stages, values loaded with the keys) in the chosen set of :data:`CONFIGS`, the module knobs of
+:mod:`rlseek.envs.text.decode_attention` are set and the default rollout decode of
 ``benchmarks/gpu_decode_variants.py`` is timed: tokens/s, median of ``--repeats`` decodes
 after a warm-up one. The first config, all zeros, is whatever ``launch_config`` picks.
 ``launch_config`` is then chosen from these figures by hand (``benchmarks/GPU_NOTES.md``).
 
-Run on the GPU machine: ``python benchmarks/gpu_decode_attention_sweep.py [--out FILE.json]``.
+Run on the GPU machine: ``python benchmarks/gpu_decode_attention_sweep.py [--set preload] [--out FILE.json]``.
 Needs CUDA and Triton (exit code 2 without them).
 """
 
@@ -26,16 +26,25 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from rlseek.agents.lm_ppo.model import disable_dropout
 from rlseek.envs.text import decode_attention as da
 
-CONFIGS = [(0, 0, True, 0), (16, 1, True, 0), (32, 1, True, 0), (64, 1, True, 0), (32, 2, True, 0),
-           (64, 2, True, 0), (128, 2, True, 0), (64, 4, True, 0), (128, 4, True, 0), (32, 1, False, 3),
-           (64, 2, False, 3), (64, 4, False, 3), (128, 4, False, 3), (16, 1, False, 4)]
-"""(BLOCK_KEYS, NUM_WARPS, UNROLL, NUM_STAGES); zeros: the module's defaults."""
+CONFIGS = {
+    "launch": [(0, 0, True, 0, False), (16, 1, True, 0, False), (32, 1, True, 0, False),
+               (64, 1, True, 0, False), (32, 2, True, 0, False), (64, 2, True, 0, False),
+               (128, 2, True, 0, False), (64, 4, True, 0, False), (128, 4, True, 0, False),
+               (32, 1, False, 3, False), (64, 2, False, 3, False), (64, 4, False, 3, False),
+               (128, 4, False, 3, False), (16, 1, False, 4, False)],
+    "preload": [(0, 0, True, 0, False), (0, 0, True, 0, True), (128, 4, True, 0, True),
+                (64, 2, True, 0, True), (64, 4, True, 0, True), (32, 1, True, 0, True),
+                (32, 2, True, 0, True), (16, 1, False, 4, True), (16, 1, False, 4, False)],
+}
+"""Sets of (BLOCK_KEYS, NUM_WARPS, UNROLL, NUM_STAGES, PRELOAD_VALUES); zeros: the module's
+defaults. "launch": the first sweep of tiles and warps; "preload": values loaded with keys."""
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batches", type=int, nargs="+", default=[256, 64])
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--set", default="launch", choices=list(CONFIGS), help="which configs to time")
     p.add_argument("--out", default=None, help="also write the figures to this JSON file")
     args = p.parse_args()
     if not da.available():
@@ -47,9 +56,10 @@ def main() -> None:
     disable_dropout(lm)
     result: dict[str, Any] = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
     for batch in args.batches:
-        for block, warps, unroll, stages in CONFIGS:
+        for block, warps, unroll, stages, preload in CONFIGS[args.set]:
             da.BLOCK_KEYS, da.NUM_WARPS, da.UNROLL, da.NUM_STAGES = block, warps, unroll, stages
-            tag = f"b{batch}_block{block}_warps{warps}_unroll{int(unroll)}_stages{stages}"
+            da.PRELOAD_VALUES = preload
+            tag = f"b{batch}_block{block}_warps{warps}_unroll{int(unroll)}_stages{stages}_preload{int(preload)}"
             result[tag] = decode_rate(lm, batch, kernel=True, head32=False,
                                       repeats=args.repeats)["tokens_per_s"]
             print(json.dumps({tag: result[tag]}), flush=True)

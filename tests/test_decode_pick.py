@@ -167,7 +167,7 @@ for n in ("sqb", "sqh", "skb", "skh", "skl", "svb", "svh", "svl", "smb", "sob", 
 att_sig["scale"] = "fp32"
 for unroll, append in ((True, True), (False, True), (True, False)):
     const = {"KEYS": 192, "HAS_MASK": True, "HAS_N": True, "UNROLL": unroll, "BLOCK": 128, "D": 64, "DP": 64,
-             "APPEND": append}
+             "APPEND": append, "PRELOAD": append}
     sig = {**att_sig, **{k: "constexpr" for k in const}}
     k = triton.compile(ASTSource(da._decode_attention_kernel, sig, constexprs=const), target=target,
                        options={"num_warps": 2})

@@ -39,6 +39,8 @@ NUM_STAGES = 0
 """Triton software-pipelining stages of the tile loop; 0: Triton's default."""
 UNROLL = True
 """Unrolled tiles when the cache has at most :data:`MAX_UNROLLED_TILES` of them."""
+PRELOAD_VALUES = False
+"""Load each tile's values together with its keys (more bytes in flight, more registers)."""
 
 try:  # Triton ships with CUDA builds of torch; CPU builds go without the kernel
     import triton
@@ -50,15 +52,19 @@ if triton is not None:
     # Defined at module level, as Triton wants its kernels.
     @triton.jit
     def _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, n, start, m_i, l_i, acc,
-              HAS_MASK: tl.constexpr, BLOCK: tl.constexpr, D: tl.constexpr, DP: tl.constexpr):
+              HAS_MASK: tl.constexpr, BLOCK: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
+              PRELOAD: tl.constexpr):
         """One tile of BLOCK keys: the online-softmax update of (max, sum, accumulator).
-        D is the head size, DP the power of two >= D the lanes are laid out in."""
+        D is the head size, DP the power of two >= D the lanes are laid out in. PRELOAD: the
+        values are loaded with the keys, before the scores need them."""
         d = tl.arange(0, DP)
         cols = start + tl.arange(0, BLOCK)
         ok = cols < n
         kv_ok = ok[:, None] & (d[None, :] < D)
-        k = tl.load(k_ptr + row_k + cols[:, None] * skl + d[None, :], mask=kv_ok, other=0.0).to(tl.float32)
-        s = tl.sum(k * q[None, :], 1)
+        k = tl.load(k_ptr + row_k + cols[:, None] * skl + d[None, :], mask=kv_ok, other=0.0)
+        if PRELOAD:
+            v = tl.load(v_ptr + row_v + cols[:, None] * svl + d[None, :], mask=kv_ok, other=0.0)
+        s = tl.sum(k.to(tl.float32) * q[None, :], 1)
         if HAS_MASK:
             s += tl.load(m_ptr + row_m + cols, mask=ok, other=0.0).to(tl.float32)
         s = tl.where(ok, s, float("-inf"))
@@ -66,8 +72,9 @@ if triton is not None:
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no keys yet: no NaN from -inf - -inf
         alpha = tl.exp(m_i - m_safe)
         p = tl.exp(s - m_safe)
-        v = tl.load(v_ptr + row_v + cols[:, None] * svl + d[None, :], mask=kv_ok, other=0.0).to(tl.float32)
-        return m_new, l_i * alpha + tl.sum(p, 0), acc * alpha + tl.sum(p[:, None] * v, 0)
+        if not PRELOAD:
+            v = tl.load(v_ptr + row_v + cols[:, None] * svl + d[None, :], mask=kv_ok, other=0.0)
+        return m_new, l_i * alpha + tl.sum(p, 0), acc * alpha + tl.sum(p[:, None] * v.to(tl.float32), 0)
 
     @triton.jit
     def _decode_attention_kernel(q_ptr, k_ptr, v_ptr, m_ptr, o_ptr, n_ptr, kn_ptr, vn_ptr,
@@ -75,7 +82,7 @@ if triton is not None:
                                 sknb, sknh, svnb, svnh, heads, group, scale,
                                 KEYS: tl.constexpr, HAS_MASK: tl.constexpr, HAS_N: tl.constexpr,
                                 UNROLL: tl.constexpr, BLOCK: tl.constexpr, D: tl.constexpr,
-                                DP: tl.constexpr, APPEND: tl.constexpr):
+                                DP: tl.constexpr, APPEND: tl.constexpr, PRELOAD: tl.constexpr):
         """One program per (row, head). UNROLL: every tile of the KEYS-long cache is a
         static, unrolled step (all loads can be issued at once; tiles past the written count
         are masked off and read nothing); else a loop up to the written count.
@@ -102,11 +109,11 @@ if triton is not None:
         if UNROLL:
             for start in tl.static_range(0, KEYS, BLOCK):
                 m_i, l_i, acc = _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, cached,
-                                      start, m_i, l_i, acc, HAS_MASK, BLOCK, D, DP)
+                                      start, m_i, l_i, acc, HAS_MASK, BLOCK, D, DP, PRELOAD)
         else:
             for start in range(0, cached, BLOCK):
                 m_i, l_i, acc = _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, cached,
-                                      start, m_i, l_i, acc, HAS_MASK, BLOCK, D, DP)
+                                      start, m_i, l_i, acc, HAS_MASK, BLOCK, D, DP, PRELOAD)
         if APPEND:
             k_new = tl.load(kn_ptr + b * sknb + hk * sknh + d, mask=d < D, other=0.0)
             v_new = tl.load(vn_ptr + b * svnb + hk * svnh + d, mask=d < D, other=0.0)
@@ -181,7 +188,7 @@ def _launch(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: t
         H, H // Hkv, float(scale),
         KEYS=L, HAS_MASK=mask is not None, HAS_N=kv_len is not None,
         UNROLL=UNROLL and -(-L // block) <= MAX_UNROLLED_TILES, BLOCK=block, D=D,
-        DP=triton.next_power_of_2(D), APPEND=append, num_warps=warps,
+        DP=triton.next_power_of_2(D), APPEND=append, PRELOAD=PRELOAD_VALUES, num_warps=warps,
         **({"num_stages": NUM_STAGES} if NUM_STAGES else {}),
     )
 
