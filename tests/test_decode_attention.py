@@ -237,12 +237,25 @@ def test_interpreted_kernel_serves_the_decode_copy(arch: str, append: bool,
 
 
 @interpret
-@pytest.mark.parametrize("L,n,unroll", [(40, 17, True), (300, 250, False), (64, 1, True)])
-def test_interpreted_append_writes_the_slot_and_attends_to_it(L: int, n: int, unroll: bool,
+def test_interpreted_launch_config_by_program_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert da.launch_config(192, 64 * 12) == (128, 2, True, 0)  # GPT-2 small, batch 64
+    assert da.launch_config(40, 8) == (64, 2, True, 0)  # one tile of the next power of two
+    assert da.launch_config(192, 256 * 12) == (16, 1, False, 4)  # batch 256: small looped tiles
+    monkeypatch.setattr(da, "BLOCK_KEYS", 32)
+    monkeypatch.setattr(da, "NUM_WARPS", 4)
+    monkeypatch.setattr(da, "UNROLL", False)
+    assert da.launch_config(192, 768) == (32, 4, False, 0)  # set by hand
+
+
+@interpret
+@pytest.mark.parametrize("L,n,many", [(40, 17, False), (300, 250, True), (64, 1, False), (90, 90, True)])
+def test_interpreted_append_writes_the_slot_and_attends_to_it(L: int, n: int, many: bool,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The appending kernel writes the new key and value into slot n - 1 (nothing else in the
-    caches changes) and gives the attention over the first n keys of the updated caches."""
-    monkeypatch.setattr(da, "UNROLL", unroll)
+    caches changes) and gives the attention over the first n keys of the updated caches, with
+    unrolled 64/128-key tiles or (``many`` programs' config) 16-key tiles in a loop."""
+    if many:
+        monkeypatch.setattr(da, "MANY_PROGRAMS", 1)
     B, H, Hkv, D = 2, 4, 2, 48
     q, k, v, mask = _inputs(B, H, Hkv, L, D, "cpu", torch.float32, seed=L)
     g = torch.Generator().manual_seed(n)

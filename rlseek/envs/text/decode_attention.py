@@ -36,9 +36,11 @@ BLOCK_KEYS = 0
 NUM_WARPS = 0
 """Warps per (row, head) program; 0: :func:`launch_config` picks."""
 NUM_STAGES = 0
-"""Triton software-pipelining stages of the tile loop; 0: Triton's default."""
+"""With BLOCK_KEYS and NUM_WARPS set by hand: Triton software-pipelining stages of the tile
+loop; 0: Triton's default."""
 UNROLL = True
-"""Unrolled tiles when the cache has at most :data:`MAX_UNROLLED_TILES` of them."""
+"""With BLOCK_KEYS and NUM_WARPS set by hand: unrolled tiles when the cache has at most
+:data:`MAX_UNROLLED_TILES` of them, else a loop."""
 PRELOAD_VALUES = False
 """Load each tile's values together with its keys (more bytes in flight, more registers)."""
 
@@ -136,17 +138,26 @@ MAX_UNROLLED_TILES = 16
 """Caches of more tiles than this run the loop, not the unrolled steps."""
 
 
-def launch_config(keys: int) -> tuple[int, int]:
-    """(keys per tile, warps) of the (row, head) programs over ``keys`` cached keys:
-    two-warp programs with 128-key tiles (fewer keys: one tile of the next power of two, at
-    least 16). A sweep of 14 configs on an H100 (``benchmarks/gpu_decode_attention_sweep.py``,
-    ``benchmarks/GPU_NOTES.md``) put this one at or near the top at batch 64 and 256, 192 keys;
-    one-warp 32-key tiles, the earlier choice for thousands of programs, were the slowest at
-    batch 256 (−18 % tokens/s)."""
+MANY_PROGRAMS = 1536
+"""From this many (row, head) programs on, :func:`launch_config` takes small looped tiles."""
+
+
+def launch_config(keys: int, programs: int) -> tuple[int, int, bool, int]:
+    """(keys per tile, warps, unrolled tiles, pipelining stages; 0: Triton's default) of
+    ``programs`` (row, head) programs over ``keys`` cached keys.
+
+    Few programs (GPT-2 small at batch 64: 768): two warps and 128-key tiles, unrolled (fewer
+    keys: one tile of the next power of two, at least 16). Many (batch 256: 3,072): one warp,
+    16-key tiles in a loop with 4 stages. From the sweeps of
+    ``benchmarks/gpu_decode_attention_sweep.py`` on H100s (``benchmarks/GPU_NOTES.md``, 192
+    keys): the latter gave +10 % tokens/s over the former at batch 256 with the kernel
+    appending the cache (+3 % before it did) and −5 % at batch 64; one-warp 32-key unrolled
+    tiles were the slowest at batch 256."""
     if BLOCK_KEYS and NUM_WARPS:  # set by hand (benchmarks)
-        return BLOCK_KEYS, NUM_WARPS
-    block, warps = 128, 2
-    return min(block, max(16, triton.next_power_of_2(keys))), warps
+        return BLOCK_KEYS, NUM_WARPS, UNROLL, NUM_STAGES
+    if programs >= MANY_PROGRAMS:
+        return 16, 1, False, 4
+    return min(128, max(16, triton.next_power_of_2(keys))), 2, True, 0
 
 
 def available() -> bool:
@@ -178,7 +189,7 @@ def _launch(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: t
     append = key_new is not None and value_new is not None
     kn = key_new if append else query
     vn = value_new if append else query
-    block, warps = launch_config(L)
+    block, warps, unroll, stages = launch_config(L, B * H)
     _decode_attention_kernel[(B * H,)](
         query, key, value, m, out, n, kn, vn,
         query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
@@ -187,9 +198,9 @@ def _launch(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: t
         kn.stride(0), kn.stride(1), vn.stride(0), vn.stride(1),
         H, H // Hkv, float(scale),
         KEYS=L, HAS_MASK=mask is not None, HAS_N=kv_len is not None,
-        UNROLL=UNROLL and -(-L // block) <= MAX_UNROLLED_TILES, BLOCK=block, D=D,
+        UNROLL=unroll and -(-L // block) <= MAX_UNROLLED_TILES, BLOCK=block, D=D,
         DP=triton.next_power_of_2(D), APPEND=append, PRELOAD=PRELOAD_VALUES, num_warps=warps,
-        **({"num_stages": NUM_STAGES} if NUM_STAGES else {}),
+        **({"num_stages": stages} if stages else {}),
     )
 
 
