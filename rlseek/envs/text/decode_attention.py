@@ -92,7 +92,7 @@ if triton is not None:
         APPEND: the step's own key and value (``kn_ptr``/``vn_ptr``, not yet in the cache)
         are the n-th, written into cache slot n - 1 here and taken into the softmax from
         registers after the n - 1 cached ones."""
-        pid = tl.program_id(0)
+        pid = tl.program_id(0).to(tl.int64)  # b * row stride may pass 2**31 for long caches
         b = pid // heads
         h = pid % heads
         hk = h // group
@@ -274,7 +274,11 @@ class AppendingAttention(torch.nn.Module):
     the wrapped module unchanged. It holds the wrapped module's parameters, in their order.
 
     The cache layer's ``cumulative_length`` is not advanced by these steps: the decoder passes
-    positions and the 4-D mask itself, and resets the cache before the next prefill."""
+    positions and the 4-D mask itself, and resets the cache before the next prefill. So within
+    one decode a single-token call must not fall back to the wrapped module after appending
+    steps (transformers' update would write at the stale length): the fallback conditions
+    depend only on what is fixed for a whole decode (cache, mask layout, dtype, the count
+    keyword being passed)."""
 
     def __init__(self, attn: torch.nn.Module) -> None:
         super().__init__()
@@ -303,16 +307,23 @@ class AppendingAttention(torch.nn.Module):
         return a.resid_dropout(out), None
 
 
+APPENDING_CLASSES = ("GPT2Attention", "DecisionTransformerGPT2Attention")
+"""Attention classes whose q/k/v layout (one ``c_attn``, split in three, heads contiguous)
+:class:`AppendingAttention` reproduces. Look-alikes with other layouts (GPTBigCode's
+multi-query split) are left alone."""
+
+
 def append_in_kernel(trunk: torch.nn.Module) -> int:
-    """Wrap every GPT-2-style self-attention module of a decode copy (``c_attn``, ``c_proj``,
-    ``split_size``, ``head_dim``, ``layer_idx``; not cross-attention) in
-    :class:`AppendingAttention`; returns how many were wrapped."""
+    """Wrap every self-attention module of a decode copy whose class is one of
+    :data:`APPENDING_CLASSES` (not cross-attention) in :class:`AppendingAttention`; returns
+    how many were wrapped."""
     count = 0
     for module in list(trunk.modules()):
         attn = getattr(module, "attn", None)
         if isinstance(attn, AppendingAttention) or attn is None or getattr(attn, "is_cross_attention", False):
             continue
-        if all(hasattr(attn, a) for a in ("c_attn", "c_proj", "split_size", "head_dim", "layer_idx",
+        if type(attn).__name__ in APPENDING_CLASSES and all(
+                hasattr(attn, a) for a in ("c_attn", "c_proj", "split_size", "head_dim", "layer_idx",
                                            "resid_dropout")):
             module.attn = AppendingAttention(attn)
             count += 1

@@ -13,8 +13,9 @@ is still drawn by torch (:func:`~rlseek.envs.text.rollout.exponential_noise`), s
 generator gives the tokens of the eager pick; they can part only where two tokens' ``p / q``
 agree to float rounding.
 
-Greedy (temperature 0) takes the first maximal score, as ``torch.argmax`` does. Top-k sampling
-is not served here (the compiled :func:`pick_tokens` does it). CPU builds of torch have no
+Greedy (temperature 0) takes the first maximal score, as ``torch.argmax`` does. Banned ids must
+lie below the vocabulary width (the eager ``index_fill`` raises on others; the kernel ignores
+them). Top-k sampling is not served here (the compiled :func:`pick_tokens` does it). CPU builds of torch have no
 Triton: :func:`available` is then False and the decoder keeps the compiled pick.
 """
 
@@ -47,7 +48,7 @@ if triton is not None:
         """One program per (row, chunk of ``chunk`` entries): one pass over the chunk's scores
         (and noise), leaving its max, sum of exp(s - max), best key, the score there and its
         id in the row's partials."""
-        row = tl.program_id(0)
+        row = tl.program_id(0).to(tl.int64)  # row * stride may pass 2**31 for huge batches
         c = tl.program_id(1)
         chunks = tl.num_programs(1)
         lanes = tl.arange(0, BLOCK)
@@ -69,7 +70,8 @@ if triton is not None:
             s = tl.where(ok, s, float("-inf"))
             if LOGPROB:
                 m_new = tl.maximum(m_i, tl.max(s, 0))
-                l_i = l_i * tl.exp(m_i - m_new) + tl.sum(tl.exp(s - m_new), 0)
+                m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # all -inf so far: no NaN
+                l_i = l_i * tl.exp(m_i - m_safe) + tl.sum(tl.exp(s - m_safe), 0)
                 m_i = m_new
             key = s
             if SAMPLE:
@@ -95,7 +97,7 @@ if triton is not None:
                              LOGPROB: tl.constexpr, CHUNKS: tl.constexpr):
         """One program per row: the row's token (the first chunk holding the best key) and
         its log-prob (the chunks' sums of exp brought to one max)."""
-        row = tl.program_id(0)
+        row = tl.program_id(0).to(tl.int64)
         c = tl.arange(0, CHUNKS)
         ok = c < chunks
         at = (row * chunks + c) * 4
@@ -109,6 +111,7 @@ if triton is not None:
             m = tl.load(part_ptr + at + 2, mask=ok, other=float("-inf"))
             l_c = tl.load(part_ptr + at + 3, mask=ok, other=0.0)
             m_all = tl.max(m, 0)
+            m_all = tl.where(m_all == float("-inf"), 0.0, m_all)
             l_all = tl.sum(tl.where(ok, l_c * tl.exp(m - m_all), 0.0), 0)
             tl.store(lp_ptr + row, s_at - m_all - tl.log(l_all))
 

@@ -26,8 +26,8 @@ single-token forward per new token, the token chosen by the same
   (GPT-2's 50,257 → 50,304: cuBLAS picks a far faster kernel; the padded logits are cut
   off before sampling);
 * the token pick (temperature, banned ids, the exponential race, the log-prob) is one pass
-  of :mod:`~rlseek.envs.text.decode_pick`'s kernel over the logits and the noise drawn just
-  before it (top-k sampling, or no Triton: one compiled function of them);
+  of :mod:`~rlseek.envs.text.decode_pick`'s two kernels over the logits and the noise drawn
+  just before it (top-k sampling, or no Triton: one compiled function of them);
 * "have all rows ended?" is asked every ``max(exit_check_every, 16)`` tokens.
 
 On the CPU the same code runs eagerly (no graph, no padding, no bf16 copy); the tests use
