@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from decode_fixtures import same_tokens, switched_graph_decodes
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -103,23 +104,11 @@ def test_graph_decode_with_the_kernel_gives_the_sdpa_tokens() -> None:
     """bf16 decode of the tiny LM (head size 48) through the kernel and through SDPA: the
     same first tokens (later ones may part at a bf16 near-tie), same compiled graph path."""
     lm, tok = load_causal_lm("rlseek/tiny-lm")
-    lm = lm.to("cuda")
-    from rlseek.envs.text import heldout_prompts
-
-    held = heldout_prompts("rlseek/Arithmetic-v0", n=40, seed=2)
-    enc = tok(held["prompts"], return_tensors="pt", padding=True)
-    outs = {}
-    for kernel in (True, False):
-        engine = RolloutEngine.for_tokenizer(lm, tok)
-        dec = engine.static_decoder(True)
-        dec.attention_kernel = kernel
-        with torch.autocast("cuda", torch.bfloat16):
-            outs[kernel] = engine.decode(enc["input_ids"], enc["attention_mask"], 12,
-                                         DecodeSettings(temperature=0.0, suppress_eos=True),
-                                         torch.Generator(device="cuda").manual_seed(0))
+    outs = switched_graph_decodes(lm.to("cuda"), tok, "attention_kernel", 12, temperature=0.0)
+    for kernel, (_, dec) in outs.items():
         used = dec._copy.config._attn_implementation
         assert (used == da.NAME) == kernel, used
-    same = (outs[True].tokens == outs[False].tokens).float()
+    same = same_tokens(outs)
     assert float(same[:, :4].mean()) >= 0.95 and float(same.mean()) >= 0.8
 
 
@@ -156,21 +145,10 @@ def test_graph_decode_of_gpt2_appending_in_the_kernel_gives_the_sdpa_tokens() ->
     torch.manual_seed(0)
     lm = GPT2LMHeadModel(GPT2Config(n_layer=4, vocab_size=len(tok), bos_token_id=tok.bos_token_id,
                                     eos_token_id=tok.eos_token_id)).cuda().eval()
-    from rlseek.envs.text import heldout_prompts
-
-    enc = tok(heldout_prompts("rlseek/Arithmetic-v0", n=40, seed=2)["prompts"], return_tensors="pt",
-              padding=True)
-    outs = {}
-    for kernel in (True, False):
-        engine = RolloutEngine.for_tokenizer(lm, tok)
-        dec = engine.static_decoder(True)
-        dec.attention_kernel = kernel
-        with torch.autocast("cuda", torch.bfloat16):
-            outs[kernel] = engine.decode(enc["input_ids"], enc["attention_mask"], 24,
-                                         DecodeSettings(temperature=1.0, suppress_eos=True),
-                                         torch.Generator(device="cuda").manual_seed(0))
+    outs = switched_graph_decodes(lm, tok, "attention_kernel", 24, temperature=1.0)
+    for kernel, (_, dec) in outs.items():
         assert dec.appending_layers == (4 if kernel else 0)
-    same = (outs[True].tokens == outs[False].tokens).float()
+    same = same_tokens(outs)
     assert float(same[:, :4].mean()) >= 0.95 and float(same.mean()) >= 0.9, float(same.mean())
 
 

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 import torch
+from decode_fixtures import same_tokens, switched_graph_decodes
 
 from rlseek.envs.text import decode_pick as dpk
 from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine, exponential_noise
@@ -223,19 +224,5 @@ def test_graph_decode_with_the_pick_kernel_gives_the_same_tokens() -> None:
     """bf16 graph decode of the tiny LM with the pick kernel and with the compiled pick, seeded
     sampling: the same tokens but where a bf16 near-tie parts them."""
     lm, tok = load_causal_lm("rlseek/tiny-lm")
-    lm = lm.to("cuda")
-    from rlseek.envs.text import heldout_prompts
-
-    enc = tok(heldout_prompts("rlseek/Arithmetic-v0", n=40, seed=2)["prompts"], return_tensors="pt",
-              padding=True)
-    outs = {}
-    for kernel in (True, False):
-        engine = RolloutEngine.for_tokenizer(lm, tok)
-        dec = engine.static_decoder(True)
-        dec.pick_kernel = kernel
-        with torch.autocast("cuda", torch.bfloat16):
-            outs[kernel] = engine.decode(enc["input_ids"], enc["attention_mask"], 12,
-                                         DecodeSettings(temperature=1.0, suppress_eos=True),
-                                         torch.Generator(device="cuda").manual_seed(0))
-    same = (outs[True].tokens == outs[False].tokens).float()
+    same = same_tokens(switched_graph_decodes(lm.to("cuda"), tok, "pick_kernel", 12, temperature=1.0))
     assert float(same.mean()) >= 0.95, float(same.mean())

@@ -93,7 +93,7 @@ class StaticDecoder:
         single-query kernel (where Triton is present) instead of SDPA."""
         self.pick_kernel = True
         """Graph path: the token is picked by :mod:`~rlseek.envs.text.decode_pick`'s one-pass
-        kernel (where Triton is present and ``top_k`` is 0) instead of the compiled
+        kernels (where Triton is present and ``top_k`` is 0) instead of the compiled
         :func:`pick_tokens`."""
         self.append_in_kernel = True
         """Graph path, with the attention kernel: a GPT-2-style decode copy's single-token
@@ -204,7 +204,7 @@ class StaticDecoder:
             drawn, lp_rows = pick(real, noise, settings.temperature, eng.vocab_size, banned,
                                   settings.top_k, settings.record_logprobs)
         record = self._record if self._record is not None else record_token
-        record(st.tokens, st.live_mask, st.logprobs if lp_rows is not None else None, st.eos, st.done,
+        record(st.tokens, st.live_mask, st.logprobs, st.eos, st.done,
                st.mask, st.tok, st.live, st.pos, st.step, drawn, lp_rows, fill, eng.eos_token_id,
                st.prompt_len, advance)
 
@@ -331,7 +331,7 @@ class StaticDecoder:
                           seconds=time.perf_counter() - t0)
 
 
-def record_token(tokens: torch.Tensor, live_mask: torch.Tensor, logprobs: torch.Tensor | None,
+def record_token(tokens: torch.Tensor, live_mask: torch.Tensor, logprobs: torch.Tensor,
                  eos: torch.Tensor, done: torch.Tensor, mask: torch.Tensor, tok: torch.Tensor,
                  live: torch.Tensor, pos: torch.Tensor, step: torch.Tensor, drawn: torch.Tensor,
                  lp_rows: torch.Tensor | None, fill: int, eos_id: int | None, prompt_len: int,
@@ -352,7 +352,7 @@ def record_token(tokens: torch.Tensor, live_mask: torch.Tensor, logprobs: torch.
     action = torch.where(alive, action, torch.full_like(action, fill))
     tokens.index_copy_(1, step, action[:, None])
     live_mask.index_copy_(1, step, alive.long()[:, None])
-    if logprobs is not None and lp_rows is not None:
+    if lp_rows is not None:
         lp = torch.zeros((batch, 1), device=drawn.device)
         lp[:rows] = lp_rows
         logprobs.index_copy_(1, step, lp * alive[:, None])
