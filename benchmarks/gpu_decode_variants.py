@@ -10,8 +10,9 @@ step's key and value into the cache itself (``StaticDecoder.append_in_kernel``).
 decodes the same prompts with the earlier paths, each newer switch alone, and all of them, on
 the model and shapes of ``benchmarks/gpu_lm_ppo.py`` (GPT-2-small config, random init, bf16 autocast, 64-token prompts, exactly 128 new tokens, sampling at T=1) and
 prints, per batch and variant, tokens/s (median of ``--repeats`` whole decodes after one
-warm-up decode that compiles and captures). ``--profile`` adds, for the default variant, the
-CUDA kernels' time per decode step (µs) from ``torch.profiler``.
+warm-up decode that compiles and captures). ``--profile`` adds, for each variant, the CUDA
+kernels' time per decode step (µs, the 45 longest, their sum and their count) from
+``torch.profiler``.
 
 Run on the GPU machine: ``python benchmarks/gpu_decode_variants.py [--out FILE.json]``.
 Needs CUDA (exit code 2 without it); ``--device cpu --batches 2 --layers 1 --repeats 1`` is a
@@ -37,12 +38,14 @@ from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 
 PROMPT, NEW = 64, 128
 VARIANTS: dict[str, dict[str, bool]] = {
-    "sdpa_head32": dict(kernel=False, head32=True, pick=False, gelu=False, append=False),
-    "kernel_headbf16": dict(kernel=True, head32=False, pick=False, gelu=False, append=False),
-    "kernel_headbf16_pick": dict(kernel=True, head32=False, pick=True, gelu=False, append=False),
-    "kernel_headbf16_gelu": dict(kernel=True, head32=False, pick=False, gelu=True, append=False),
-    "kernel_headbf16_append": dict(kernel=True, head32=False, pick=False, gelu=False, append=True),
-    "default": dict(kernel=True, head32=False, pick=True, gelu=True, append=True),
+    "sdpa_head32": dict(kernel=False, head32=True, pick=False, gelu=False, append=False, linear=False),
+    "kernel_headbf16": dict(kernel=True, head32=False, pick=False, gelu=False, append=False, linear=False),
+    "kernel_headbf16_pick": dict(kernel=True, head32=False, pick=True, gelu=False, append=False, linear=False),
+    "kernel_headbf16_gelu": dict(kernel=True, head32=False, pick=False, gelu=True, append=False, linear=False),
+    "kernel_headbf16_append": dict(kernel=True, head32=False, pick=False, gelu=False, append=True, linear=False),
+    "kernel_headbf16_linear": dict(kernel=True, head32=False, pick=False, gelu=False, append=False, linear=True),
+    "cublas_linears": dict(kernel=True, head32=False, pick=True, gelu=True, append=True, linear=False),
+    "default": dict(kernel=True, head32=False, pick=True, gelu=True, append=True, linear=True),
 }
 """Switches per variant: the earlier paths first (b66b2e4's; then attention kernel and bf16
 head, the default up to 1d61f59), each newer switch alone on the latter, then the default
@@ -51,7 +54,7 @@ head, the default up to 1d61f59), each newer switch alone on the latter, then th
 
 def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, repeats: int,
                 profile: bool = False, pick: bool = True, gelu: bool = True,
-                append: bool = True) -> dict[str, Any]:
+                append: bool = True, linear: bool = True) -> dict[str, Any]:
     """Tokens/s of whole graph decodes of ``batch`` random prompts with one variant (through
     gpu_lm_ppo.py's fixed-length env: every episode exactly NEW tokens)."""
     rng = np.random.default_rng(batch)
@@ -60,6 +63,7 @@ def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, 
     engine = RolloutEngine.for_env(lm, FixedLengthEnv(batch, PROMPT, NEW, 50257), device)
     dec = engine.static_decoder(True)
     dec.attention_kernel, dec.pick_kernel, dec.fused_gelu, dec.append_in_kernel = kernel, pick, gelu, append
+    dec.linear_kernel = linear
     settings = DecodeSettings(temperature=1.0, head_float32=head32)
     gen = torch.Generator(device=device).manual_seed(0)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -82,13 +86,17 @@ def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, 
             with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
                 engine.decode(ids, torch.ones_like(ids), NEW, settings, gen)
                 torch.cuda.synchronize()
-            top = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)[:45]
-            out["us_per_step"] = [[e.key[:90], e.count, round(e.device_time_total / (NEW - 1), 1)] for e in top]
+            events = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
+            out["kernel_us_per_step"] = round(sum(e.device_time_total for e in events) / (NEW - 1), 1)
+            out["kernels_per_step"] = round(sum(e.count for e in events) / (NEW - 1), 1)
+            out["us_per_step"] = [[e.key[:90], e.count, round(e.device_time_total / (NEW - 1), 1)]
+                                  for e in events[:45]]
     out["tokens_per_s"] = round(batch * NEW / float(np.median(times)), 1)
     out["attention"] = dec._copy.config._attn_implementation if dec._copy is not None else None
     out["head_dtype"] = str(dec.head_dtype)
     out["fused_mlps"] = dec.fused_mlps
     out["appending_layers"] = dec.appending_layers
+    out["kernel_linears"] = dec.kernel_linears
     out["compile_error"] = dec.compile_error
     return out
 
@@ -97,7 +105,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--profile", action="store_true", help="kernel times per step of the default variant")
+    p.add_argument("--profile", action="store_true", help="kernel times per step of each variant run")
     p.add_argument("--variants", nargs="*", default=None, choices=list(VARIANTS),
                    help="only these variants (default: all)")
     p.add_argument("--out", default=None, help="also write the figures to this JSON file")
@@ -119,7 +127,7 @@ def main() -> None:
                 continue
             tag = f"b{batch}_{name}"
             result[tag] = decode_rate(lm, batch, repeats=args.repeats,
-                                      profile=args.profile and name == "default", **switches)
+                                      profile=args.profile, **switches)
             print(json.dumps({tag: result[tag]}), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
