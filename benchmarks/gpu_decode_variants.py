@@ -38,14 +38,12 @@ from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine
 
 PROMPT, NEW = 64, 128
 VARIANTS: dict[str, dict[str, bool]] = {
-    "sdpa_head32": dict(kernel=False, head32=True, pick=False, gelu=False, append=False, linear=False),
-    "kernel_headbf16": dict(kernel=True, head32=False, pick=False, gelu=False, append=False, linear=False),
-    "kernel_headbf16_pick": dict(kernel=True, head32=False, pick=True, gelu=False, append=False, linear=False),
-    "kernel_headbf16_gelu": dict(kernel=True, head32=False, pick=False, gelu=True, append=False, linear=False),
-    "kernel_headbf16_append": dict(kernel=True, head32=False, pick=False, gelu=False, append=True, linear=False),
-    "kernel_headbf16_linear": dict(kernel=True, head32=False, pick=False, gelu=False, append=False, linear=True),
-    "cublas_linears": dict(kernel=True, head32=False, pick=True, gelu=True, append=True, linear=False),
-    "default": dict(kernel=True, head32=False, pick=True, gelu=True, append=True, linear=True),
+    "sdpa_head32": dict(kernel=False, head32=True, pick=False, gelu=False, append=False),
+    "kernel_headbf16": dict(kernel=True, head32=False, pick=False, gelu=False, append=False),
+    "kernel_headbf16_pick": dict(kernel=True, head32=False, pick=True, gelu=False, append=False),
+    "kernel_headbf16_gelu": dict(kernel=True, head32=False, pick=False, gelu=True, append=False),
+    "kernel_headbf16_append": dict(kernel=True, head32=False, pick=False, gelu=False, append=True),
+    "default": dict(kernel=True, head32=False, pick=True, gelu=True, append=True),
 }
 """Switches per variant: the earlier paths first (b66b2e4's; then attention kernel and bf16
 head, the default up to 1d61f59), each newer switch alone on the latter, then the default
@@ -54,7 +52,7 @@ head, the default up to 1d61f59), each newer switch alone on the latter, then th
 
 def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, repeats: int,
                 profile: bool = False, pick: bool = True, gelu: bool = True,
-                append: bool = True, linear: bool = True) -> dict[str, Any]:
+                append: bool = True) -> dict[str, Any]:
     """Tokens/s of whole graph decodes of ``batch`` random prompts with one variant (through
     gpu_lm_ppo.py's fixed-length env: every episode exactly NEW tokens)."""
     rng = np.random.default_rng(batch)
@@ -63,7 +61,6 @@ def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, 
     engine = RolloutEngine.for_env(lm, FixedLengthEnv(batch, PROMPT, NEW, 50257), device)
     dec = engine.static_decoder(True)
     dec.attention_kernel, dec.pick_kernel, dec.fused_gelu, dec.append_in_kernel = kernel, pick, gelu, append
-    dec.linear_kernel = linear
     settings = DecodeSettings(temperature=1.0, head_float32=head32)
     gen = torch.Generator(device=device).manual_seed(0)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -96,7 +93,6 @@ def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, 
     out["head_dtype"] = str(dec.head_dtype)
     out["fused_mlps"] = dec.fused_mlps
     out["appending_layers"] = dec.appending_layers
-    out["kernel_linears"] = dec.kernel_linears
     out["compile_error"] = dec.compile_error
     return out
 

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from rlseek.envs.text import decode_attention, decode_linear, decode_pick
+from rlseek.envs.text import decode_attention, decode_pick
 from rlseek.envs.text.decode_state import MAX_BUCKETS, DecodeState, bucket_shape
 from rlseek.envs.text.rollout import (
     CACHE_KWARG,
@@ -106,12 +106,6 @@ class StaticDecoder:
         GELU run as one cuBLASLt call with a GELU epilogue (:func:`fuse_gelu_linears`)."""
         self.fused_mlps = 0
         """MLPs of the current decode copy whose first linear layer carries the GELU."""
-        self.linear_kernel = False
-        """Graph path: the decode copy's GPT-2 ``Conv1D`` layers run
-        :mod:`~rlseek.envs.text.decode_linear`'s split-K kernel for the single-token steps
-        (with the MLP's GELU in its epilogue; then :attr:`fused_gelu` has nothing left to fold)."""
-        self.kernel_linears = 0
-        """Linear layers of the current decode copy that run the split-K kernel."""
         self.compile_mode: str | None = None
         """``torch.compile`` mode of the decode forward (None: the default)."""
         self.head_dtype = torch.float32
@@ -127,13 +121,11 @@ class StaticDecoder:
             return trunk
         if self._copy is None or next(self._copy.parameters()).dtype != dtype:
             self._copy = copy.deepcopy(trunk).to(dtype).requires_grad_(False)
-            self.appending_layers = self.fused_mlps = self.kernel_linears = 0
+            self.appending_layers = self.fused_mlps = 0
             if self.graphs and self.attention_kernel and decode_attention.available() and hasattr(self._copy, "config"):
                 self._copy.config._attn_implementation = decode_attention.register()
                 if self.append_in_kernel:
                     self.appending_layers = decode_attention.append_in_kernel(self._copy)
-            if self.graphs and self.linear_kernel and decode_linear.available():
-                self.kernel_linears = decode_linear.use_decode_linears(self._copy)
             if self.graphs and self.fused_gelu:
                 self.fused_mlps = fuse_gelu_linears(self._copy)
         with torch.no_grad():
