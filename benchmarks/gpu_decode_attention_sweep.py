@@ -35,9 +35,16 @@ CONFIGS = {
     "preload": [(0, 0, True, 0, False), (0, 0, True, 0, True), (128, 4, True, 0, True),
                 (64, 2, True, 0, True), (64, 4, True, 0, True), (32, 1, True, 0, True),
                 (32, 2, True, 0, True), (16, 1, False, 4, True), (16, 1, False, 4, False)],
+    "split64": [(0, 0, True, 0, False), (64, 2, True, 0, False, 2), (64, 2, True, 0, False, 3),
+                (64, 2, True, 0, False, 4), (64, 1, True, 0, False, 4), (32, 1, True, 0, False, 4),
+                (16, 1, False, 4, False, 4), (32, 1, True, 0, False, 6), (16, 1, True, 0, False, 12),
+                (64, 4, True, 0, False, 3)],
+    "split256": [(0, 0, True, 0, False), (16, 1, False, 4, False, 2), (32, 1, True, 0, False, 2),
+                 (64, 2, True, 0, False, 2), (32, 1, True, 0, False, 3), (64, 2, True, 0, False, 3)],
 }
-"""Sets of (BLOCK_KEYS, NUM_WARPS, UNROLL, NUM_STAGES, PRELOAD_VALUES); zeros: the module's
-defaults. "launch": the first sweep of tiles and warps; "preload": values loaded with keys."""
+"""Sets of (BLOCK_KEYS, NUM_WARPS, UNROLL, NUM_STAGES, PRELOAD_VALUES[, SPLIT]); zeros: the
+module's defaults. "launch": the first sweep of tiles and warps; "preload": values loaded with
+keys; "split64"/"split256": each (row, head)'s keys split into parts, for batch 64 / 256."""
 
 
 def main() -> None:
@@ -56,10 +63,11 @@ def main() -> None:
     disable_dropout(lm)
     result: dict[str, Any] = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
     for batch in args.batches:
-        for block, warps, unroll, stages, preload in CONFIGS[args.set]:
+        for block, warps, unroll, stages, preload, *split in CONFIGS[args.set]:
             da.BLOCK_KEYS, da.NUM_WARPS, da.UNROLL, da.NUM_STAGES = block, warps, unroll, stages
-            da.PRELOAD_VALUES = preload
-            tag = f"b{batch}_block{block}_warps{warps}_unroll{int(unroll)}_stages{stages}_preload{int(preload)}"
+            da.PRELOAD_VALUES, da.SPLIT = preload, (split or [1])[0]
+            tag = (f"b{batch}_block{block}_warps{warps}_unroll{int(unroll)}_stages{stages}"
+                   f"_preload{int(preload)}_split{da.SPLIT}")
             result[tag] = decode_rate(lm, batch, kernel=True, head32=False,
                                       repeats=args.repeats)["tokens_per_s"]
             print(json.dumps({tag: result[tag]}), flush=True)

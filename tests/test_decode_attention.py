@@ -50,6 +50,19 @@ def _reference(q, k, v, mask, n=None):  # type: ignore[no-untyped-def]
     return (torch.softmax(s, -1) @ v).transpose(1, 2)
 
 
+CONFIGS = {"default": None, "unrolled": (128, 2, True, 0, 1), "split_unrolled": (32, 1, True, 0, 3),
+           "split_loop": (16, 1, False, 4, 5)}
+"""Launch configs (BLOCK_KEYS, NUM_WARPS, UNROLL, NUM_STAGES, SPLIT) the interpreted tests run;
+None: :func:`launch_config`'s."""
+
+
+def _hand_config(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    config = CONFIGS[name]
+    if config is not None:
+        for knob, value in zip(("BLOCK_KEYS", "NUM_WARPS", "UNROLL", "NUM_STAGES", "SPLIT"), config):
+            monkeypatch.setattr(da, knob, value)
+
+
 def test_registered_under_its_name() -> None:
     assert da.register() == da.NAME == da.register()  # idempotent
     assert AttentionInterface._global_mapping[da.NAME] is da.attention_forward
@@ -85,7 +98,13 @@ def test_servable_refuses_what_the_kernel_does_not_do() -> None:
 @pytest.mark.parametrize("B,H,Hkv,L,D", [(3, 4, 4, 200, 64), (5, 8, 2, 33, 48), (64, 12, 12, 192, 64),
                                          (2, 2, 1, 700, 128)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_kernel_equals_the_masked_softmax(B: int, H: int, Hkv: int, L: int, D: int, dtype: torch.dtype) -> None:
+@pytest.mark.parametrize("config", ["default", "unrolled"])
+def test_kernel_equals_the_masked_softmax(B: int, H: int, Hkv: int, L: int, D: int, dtype: torch.dtype,
+                                          config: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel against a float64 masked softmax (the default config splits every shape
+    here: few (row, head) programs), the same output again (the parts merge in a fixed
+    order), and through the attention function against transformers' SDPA."""
+    _hand_config(monkeypatch, config)
     q, k, v, mask = _inputs(B, H, Hkv, L, D, "cuda", dtype, seed=B + L)
     tol = 2e-5 if dtype == torch.float32 else 2e-2
     full = da.decode_attention(q, k, v, mask, None, D ** -0.5)
@@ -93,6 +112,7 @@ def test_kernel_equals_the_masked_softmax(B: int, H: int, Hkv: int, L: int, D: i
     n = L // 2 + 1  # only the keys written so far
     part = da.decode_attention(q, k, v, mask, torch.tensor([n], device="cuda"), D ** -0.5)
     torch.testing.assert_close(part.double(), _reference(q, k, v, mask, n), atol=tol, rtol=tol)
+    assert torch.equal(da.decode_attention(q, k, v, mask, torch.tensor([n], device="cuda"), D ** -0.5), part)
     # the same through the attention function, against transformers' SDPA
     got, _ = da.attention_forward(_Module(H // Hkv), q, k, v, mask)
     want, _ = sdpa_attention_forward(_Module(H // Hkv), q, k, v, mask)
@@ -162,9 +182,14 @@ interpret = pytest.mark.skipif(
 
 
 @interpret
+@pytest.mark.parametrize("config", list(CONFIGS))
 @pytest.mark.parametrize("B,H,Hkv,L,D", [(3, 4, 4, 40, 48), (2, 4, 2, 300, 64), (2, 2, 1, 64, 128),
                                          (2, 3, 3, 90, 80)])
-def test_interpreted_kernel_equals_the_masked_softmax(B: int, H: int, Hkv: int, L: int, D: int) -> None:
+def test_interpreted_kernel_equals_the_masked_softmax(B: int, H: int, Hkv: int, L: int, D: int, config: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel against a float64 masked softmax, over all keys and over the first n, with
+    each launch config (split ones merge parts, some of them empty)."""
+    _hand_config(monkeypatch, config)
     q, k, v, mask = _inputs(B, H, Hkv, L, D, "cpu", torch.float32, seed=B + L)
     full = da.decode_attention(q, k, v, mask, None, D ** -0.5)
     torch.testing.assert_close(full.double(), _reference(q, k, v, mask), atol=2e-5, rtol=2e-5)
@@ -175,6 +200,8 @@ def test_interpreted_kernel_equals_the_masked_softmax(B: int, H: int, Hkv: int, 
     k[:, :, n:] = float("nan")
     again = da.decode_attention(q, k, v, mask, torch.tensor([n]), D ** -0.5)
     assert torch.equal(again, part)
+    tickets = da._TICKETS.get(q.device)
+    assert tickets is None or not bool(tickets.any())  # every split kernel put its tickets back
 
 
 @interpret
@@ -239,24 +266,28 @@ def test_interpreted_kernel_serves_the_decode_copy(arch: str, append: bool,
 
 @interpret
 def test_interpreted_launch_config_by_program_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert da.launch_config(192, 64 * 12) == (128, 2, True, 0)  # GPT-2 small, batch 64
-    assert da.launch_config(40, 8) == (64, 2, True, 0)  # one tile of the next power of two
-    assert da.launch_config(192, 256 * 12) == (16, 1, False, 4)  # batch 256: small looped tiles
+    assert da.launch_config(192, 64 * 12) == (16, 1, False, 4, 4)  # GPT-2 small, batch 64: split in 4
+    assert da.launch_config(192, 256 * 12) == (16, 1, False, 4, 1)  # batch 256: enough programs
+    assert da.launch_config(192, 128 * 12) == (16, 1, False, 4, 2)
+    assert da.launch_config(40, 8) == (16, 1, False, 4, 3)  # parts of at least 16 keys
+    assert da.launch_config(10, 8) == (16, 1, False, 4, 1)
     monkeypatch.setattr(da, "BLOCK_KEYS", 32)
     monkeypatch.setattr(da, "NUM_WARPS", 4)
     monkeypatch.setattr(da, "UNROLL", False)
-    assert da.launch_config(192, 768) == (32, 4, False, 0)  # set by hand
+    assert da.launch_config(192, 768) == (32, 4, False, 0, 1)  # set by hand
+    monkeypatch.setattr(da, "SPLIT", 3)
+    assert da.launch_config(192, 768) == (32, 4, False, 0, 3)
 
 
 @interpret
-@pytest.mark.parametrize("L,n,many", [(40, 17, False), (300, 250, True), (64, 1, False), (90, 90, True)])
-def test_interpreted_append_writes_the_slot_and_attends_to_it(L: int, n: int, many: bool,
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("L,n", [(40, 17), (300, 250), (64, 1), (90, 90)])
+def test_interpreted_append_writes_the_slot_and_attends_to_it(L: int, n: int, config: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The appending kernel writes the new key and value into slot n - 1 (nothing else in the
     caches changes) and gives the attention over the first n keys of the updated caches, with
-    unrolled 64/128-key tiles or (``many`` programs' config) 16-key tiles in a loop."""
-    if many:
-        monkeypatch.setattr(da, "MANY_PROGRAMS", 1)
+    each launch config (split: the last part appends)."""
+    _hand_config(monkeypatch, config)
     B, H, Hkv, D = 2, 4, 2, 48
     q, k, v, mask = _inputs(B, H, Hkv, L, D, "cpu", torch.float32, seed=L)
     g = torch.Generator().manual_seed(n)

@@ -180,14 +180,14 @@ k = triton.compile(ASTSource(dpk._pick_combine_kernel, comb_sig, constexprs={"LO
 assert k.asm["cubin"]
 att_sig = {n: "*bf16" for n in ("q_ptr", "k_ptr", "v_ptr", "m_ptr", "o_ptr")}
 att_sig["n_ptr"] = "*i64"
-att_sig.update({"kn_ptr": "*bf16", "vn_ptr": "*bf16"})
+att_sig.update({"kn_ptr": "*bf16", "vn_ptr": "*bf16", "part_ptr": "*fp32", "ticket_ptr": "*i32"})
 for n in ("sqb", "sqh", "skb", "skh", "skl", "svb", "svh", "svl", "smb", "sob", "soh",
           "sknb", "sknh", "svnb", "svnh", "heads", "group"):
     att_sig[n] = "i32"
 att_sig["scale"] = "fp32"
-for unroll, append in ((True, True), (False, True), (True, False)):
-    const = {"KEYS": 192, "HAS_MASK": True, "HAS_N": True, "UNROLL": unroll, "BLOCK": 128, "D": 64, "DP": 64,
-             "APPEND": append, "PRELOAD": append}
+for unroll, append, split in ((True, True, 1), (False, True, 4), (True, False, 3), (False, False, 1)):
+    const = {"KEYS": 192, "HAS_MASK": True, "HAS_N": True, "UNROLL": unroll, "BLOCK": 128 if unroll else 16,
+             "D": 64, "DP": 64, "APPEND": append, "PRELOAD": append, "SPLIT": split, "CHUNK": 192 // split}
     sig = {**att_sig, **{k: "constexpr" for k in const}}
     k = triton.compile(ASTSource(da._decode_attention_kernel, sig, constexprs=const), target=target,
                        options={"num_warps": 2})

@@ -5,10 +5,12 @@ During decoding each row brings one query token that attends to the keys cached 
 a prefill kernel that tiles queries by 64 or more: for one query it spends about 20 µs per
 layer at batch 64 whatever the length — a quarter of a GPT-2-small decode step
 (``benchmarks/GPU_NOTES.md``; FlexAttention compiled by inductor measured 26 µs there). This
-kernel gives each (row, head) one program that streams the row's keys and values once with an
-online softmax, reading only the positions written so far (the decoder passes their count as
-the ``rlseek_kv_len`` keyword, which transformers hands through to attention functions), not
-the whole pre-allocated cache.
+kernel streams each (row, head)'s keys and values once with an online softmax, reading only
+the positions written so far (the decoder passes their count as the ``rlseek_kv_len`` keyword,
+which transformers hands through to attention functions), not the whole pre-allocated cache.
+Where rows are few, each (row, head)'s keys are split into parts, one program each, so that a
+few thousand programs keep the GPU's memory busy (flash-decoding's split); the part that
+finishes last merges the parts' partial softmaxes in a fixed order, in the same kernel.
 
 It is a PyTorch custom op (``rlseek::decode_attention``), so ``torch.compile`` treats it as one
 opaque call — inductor neither traces nor recompiles the Triton kernel — and the CUDA graph of
@@ -43,6 +45,9 @@ UNROLL = True
 :data:`MAX_UNROLLED_TILES` of them, else a loop."""
 PRELOAD_VALUES = False
 """Load each tile's values together with its keys (more bytes in flight, more registers)."""
+SPLIT = 1
+"""With BLOCK_KEYS and NUM_WARPS set by hand: parts each (row, head)'s keys are split into
+(one program each; the last to finish merges them)."""
 
 try:  # Triton ships with CUDA builds of torch; CPU builds go without the kernel
     import triton
@@ -79,20 +84,46 @@ if triton is not None:
         return m_new, l_i * alpha + tl.sum(p, 0), acc * alpha + tl.sum(p[:, None] * v.to(tl.float32), 0)
 
     @triton.jit
-    def _decode_attention_kernel(q_ptr, k_ptr, v_ptr, m_ptr, o_ptr, n_ptr, kn_ptr, vn_ptr,
-                                sqb, sqh, skb, skh, skl, svb, svh, svl, smb, sob, soh,
+    def _append(q, kn_ptr, vn_ptr, k_ptr, v_ptr, m_ptr, row_kn, row_vn, row_k, row_v, row_m, skl, svl,
+                cached, d, m_i, l_i, acc, write, HAS_MASK: tl.constexpr, D: tl.constexpr):
+        """The step's own key and value (not yet in the cache) as the last key: taken into the
+        softmax from registers and, where ``write``, stored into cache slot ``cached``."""
+        k_new = tl.load(kn_ptr + row_kn + d, mask=d < D, other=0.0)
+        v_new = tl.load(vn_ptr + row_vn + d, mask=d < D, other=0.0)
+        s = tl.sum(k_new.to(tl.float32) * q, 0)
+        if HAS_MASK:
+            s += tl.load(m_ptr + row_m + cached).to(tl.float32)
+        m_new = tl.maximum(m_i, s)
+        alpha = tl.exp(m_i - m_new)  # m_new is finite: s is
+        p = tl.exp(s - m_new)
+        if write:  # one program per kv head writes its slot
+            tl.store(k_ptr + row_k + cached * skl + d, k_new.to(k_ptr.dtype.element_ty), mask=d < D)
+            tl.store(v_ptr + row_v + cached * svl + d, v_new.to(v_ptr.dtype.element_ty), mask=d < D)
+        return m_new, l_i * alpha + p, acc * alpha + p * v_new.to(tl.float32)
+
+    @triton.jit
+    def _decode_attention_kernel(q_ptr, k_ptr, v_ptr, m_ptr, o_ptr, n_ptr, kn_ptr, vn_ptr, part_ptr,
+                                ticket_ptr, sqb, sqh, skb, skh, skl, svb, svh, svl, smb, sob, soh,
                                 sknb, sknh, svnb, svnh, heads, group, scale,
                                 KEYS: tl.constexpr, HAS_MASK: tl.constexpr, HAS_N: tl.constexpr,
                                 UNROLL: tl.constexpr, BLOCK: tl.constexpr, D: tl.constexpr,
-                                DP: tl.constexpr, APPEND: tl.constexpr, PRELOAD: tl.constexpr):
-        """One program per (row, head). UNROLL: every tile of the KEYS-long cache is a
-        static, unrolled step (all loads can be issued at once; tiles past the written count
-        are masked off and read nothing); else a loop up to the written count.
+                                DP: tl.constexpr, APPEND: tl.constexpr, PRELOAD: tl.constexpr,
+                                SPLIT: tl.constexpr, CHUNK: tl.constexpr):
+        """Program (row-head, part): one (row, head)'s keys CHUNK * part ... CHUNK * (part + 1)
+        (SPLIT parts; one: all KEYS). UNROLL: every tile of the chunk is a static, unrolled
+        step (all loads can be issued at once; tiles past the written count are masked off
+        and read nothing); else a loop up to the written count.
 
         APPEND: the step's own key and value (``kn_ptr``/``vn_ptr``, not yet in the cache)
-        are the n-th, written into cache slot n - 1 here and taken into the softmax from
-        registers after the n - 1 cached ones."""
+        are the n-th, written into cache slot n - 1 here (by the last part) and taken into
+        the softmax from registers after the n - 1 cached ones.
+
+        SPLIT > 1: each part leaves its (max, sum, accumulator) in ``part_ptr`` and takes a
+        ticket of its (row, head) (``ticket_ptr``, zero before); the part that draws the last
+        ticket merges the parts in part order (the same sums whichever finishes last), writes
+        the output and puts the ticket back to zero. No second kernel."""
         pid = tl.program_id(0).to(tl.int64)  # b * row stride may pass 2**31 for long caches
+        part = tl.program_id(1)
         b = pid // heads
         h = pid % heads
         hk = h // group
@@ -104,60 +135,91 @@ if triton is not None:
         cached = n
         if APPEND:
             cached = n - 1
+        lo = part * CHUNK
+        hi = tl.minimum(lo + CHUNK, cached)
         m_i = tl.full([1], float("-inf"), tl.float32)
         l_i = tl.zeros([1], tl.float32)
         acc = tl.zeros([DP], tl.float32)
         row_k, row_v, row_m = b * skb + hk * skh, b * svb + hk * svh, b * smb
         if UNROLL:
-            for start in tl.static_range(0, KEYS, BLOCK):
-                m_i, l_i, acc = _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, cached,
-                                      start, m_i, l_i, acc, HAS_MASK, BLOCK, D, DP, PRELOAD)
+            for t in tl.static_range(0, CHUNK, BLOCK):
+                m_i, l_i, acc = _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, hi,
+                                      lo + t, m_i, l_i, acc, HAS_MASK, BLOCK, D, DP, PRELOAD)
         else:
-            for start in range(0, cached, BLOCK):
-                m_i, l_i, acc = _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, cached,
+            for start in range(lo, hi, BLOCK):
+                m_i, l_i, acc = _tile(q, k_ptr, v_ptr, m_ptr, row_k, row_v, row_m, skl, svl, hi,
                                       start, m_i, l_i, acc, HAS_MASK, BLOCK, D, DP, PRELOAD)
-        if APPEND:
-            k_new = tl.load(kn_ptr + b * sknb + hk * sknh + d, mask=d < D, other=0.0)
-            v_new = tl.load(vn_ptr + b * svnb + hk * svnh + d, mask=d < D, other=0.0)
-            s = tl.sum(k_new.to(tl.float32) * q, 0)
-            if HAS_MASK:
-                s += tl.load(m_ptr + row_m + cached).to(tl.float32)
-            m_new = tl.maximum(m_i, s)
-            alpha = tl.exp(m_i - m_new)  # m_new is finite: s is
-            p = tl.exp(s - m_new)
-            l_i = l_i * alpha + p
-            acc = acc * alpha + p * v_new.to(tl.float32)
-            if h % group == 0:  # one program per kv head writes its slot
-                tl.store(k_ptr + row_k + cached * skl + d, k_new.to(k_ptr.dtype.element_ty), mask=d < D)
-                tl.store(v_ptr + row_v + cached * svl + d, v_new.to(v_ptr.dtype.element_ty), mask=d < D)
-        out = acc / l_i
-        tl.store(o_ptr + b * sob + h * soh + d, out.to(o_ptr.dtype.element_ty), mask=d < D)
+        if APPEND:  # noqa: SIM102 - a compile-time test, then a run-time one
+            if part == SPLIT - 1:
+                m_i, l_i, acc = _append(q, kn_ptr, vn_ptr, k_ptr, v_ptr, m_ptr, b * sknb + hk * sknh,
+                                        b * svnb + hk * svnh, row_k, row_v, row_m, skl, svl, cached, d,
+                                        m_i, l_i, acc, h % group == 0, HAS_MASK, D)
+        if SPLIT == 1:
+            tl.store(o_ptr + b * sob + h * soh + d, (acc / l_i).to(o_ptr.dtype.element_ty), mask=d < D)
+        else:
+            one = tl.arange(0, 1)
+            slot = part_ptr + (pid * SPLIT + part) * (DP + 2)
+            tl.store(slot + d, acc)
+            tl.store(slot + DP + one, m_i)
+            tl.store(slot + DP + 1 + one, l_i)
+            # acq_rel: this part's partials are visible before its ticket; the last sees all
+            ticket = tl.atomic_add(ticket_ptr + pid, 1, sem="acq_rel")
+            if ticket == SPLIT - 1:
+                first = part_ptr + pid * SPLIT * (DP + 2)
+                m_all = tl.full([1], float("-inf"), tl.float32)
+                for j in tl.static_range(SPLIT):
+                    m_all = tl.maximum(m_all, tl.load(first + j * (DP + 2) + DP + one, cache_modifier=".cg"))
+                m_all = tl.where(m_all == float("-inf"), 0.0, m_all)  # no keys at all: 0 / 0, as unsplit
+                l_all = tl.zeros([1], tl.float32)
+                acc_all = tl.zeros([DP], tl.float32)
+                for j in tl.static_range(SPLIT):
+                    w = tl.exp(tl.load(first + j * (DP + 2) + DP + one, cache_modifier=".cg") - m_all)
+                    l_all += w * tl.load(first + j * (DP + 2) + DP + 1 + one, cache_modifier=".cg")
+                    acc_all += w * tl.load(first + j * (DP + 2) + d, cache_modifier=".cg")
+                tl.store(o_ptr + b * sob + h * soh + d, (acc_all / l_all).to(o_ptr.dtype.element_ty),
+                         mask=d < D)
+                tl.atomic_xchg(ticket_ptr + pid, 0)
 
 
 MAX_UNROLLED_TILES = 16
 """Caches of more tiles than this run the loop, not the unrolled steps."""
 
 
-MANY_PROGRAMS = 1536
-"""From this many (row, head) programs on, :func:`launch_config` takes small looped tiles."""
+TARGET_PROGRAMS = 3072
+""":func:`launch_config` splits each (row, head)'s keys into parts so that about this many
+programs run."""
 
 
-def launch_config(keys: int, programs: int) -> tuple[int, int, bool, int]:
-    """(keys per tile, warps, unrolled tiles, pipelining stages; 0: Triton's default) of
-    ``programs`` (row, head) programs over ``keys`` cached keys.
+def launch_config(keys: int, programs: int) -> tuple[int, int, bool, int, int]:
+    """(keys per tile, warps, unrolled tiles, pipelining stages (0: Triton's default), parts
+    each (row, head)'s keys are split into) of ``programs`` (row, head) programs over ``keys``
+    cached keys: one warp, 16-key tiles in a loop with 4 stages, and the keys split into as
+    many parts (of at least 16 keys) as bring the programs to about :data:`TARGET_PROGRAMS`.
 
-    Few programs (GPT-2 small at batch 64: 768): two warps and 128-key tiles, unrolled (fewer
-    keys: one tile of the next power of two, at least 16). Many (batch 256: 3,072): one warp,
-    16-key tiles in a loop with 4 stages. From the sweeps of
-    ``benchmarks/gpu_decode_attention_sweep.py`` on H100s (``benchmarks/GPU_NOTES.md``, 192
-    keys): the latter gave +10 % tokens/s over the former at batch 256 with the kernel
-    appending the cache (+3 % before it did) and −5 % at batch 64; one-warp 32-key unrolled
-    tiles were the slowest at batch 256."""
+    From the sweeps of ``benchmarks/gpu_decode_attention_sweep.py`` on H100s
+    (``benchmarks/GPU_NOTES.md``, GPT-2 small, 192 keys): at batch 256 (3,072 programs) this
+    tile config unsplit was the fastest (+10 % tokens/s over 128-key unrolled tiles with two
+    warps; splitting lost 3–18 %); at batch 64 (768 programs) the 128-key unrolled tiles were
+    the best unsplit config, and the same tiles split four ways gave +18 % over them."""
     if BLOCK_KEYS and NUM_WARPS:  # set by hand (benchmarks)
-        return BLOCK_KEYS, NUM_WARPS, UNROLL, NUM_STAGES
-    if programs >= MANY_PROGRAMS:
-        return 16, 1, False, 4
-    return min(128, max(16, triton.next_power_of_2(keys))), 2, True, 0
+        return BLOCK_KEYS, NUM_WARPS, UNROLL, NUM_STAGES, max(1, SPLIT)
+    split = max(1, min(round(TARGET_PROGRAMS / max(programs, 1)), -(-keys // 16)))
+    return 16, 1, False, 4, split
+
+
+_TICKETS: dict[torch.device, torch.Tensor] = {}
+
+
+def _tickets(device: torch.device, count: int) -> torch.Tensor | None:
+    """The device's int32 tickets of split programs (zero between kernels; each kernel puts
+    back what it takes), at least ``count`` of them; None where more are needed while a CUDA
+    graph is being captured (a new buffer's zeroing would not be part of the graph)."""
+    t = _TICKETS.get(device)
+    if t is None or t.numel() < count:
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            return None
+        t = _TICKETS[device] = torch.zeros(max(count, 4096), dtype=torch.int32, device=device)
+    return t
 
 
 def available() -> bool:
@@ -189,17 +251,30 @@ def _launch(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: t
     append = key_new is not None and value_new is not None
     kn = key_new if append else query
     vn = value_new if append else query
-    block, warps, unroll, stages = launch_config(L, B * H)
-    _decode_attention_kernel[(B * H,)](
-        query, key, value, m, out, n, kn, vn,
+    block, warps, unroll, stages, split = launch_config(L, B * H)
+    split = max(1, min(split, -(-L // 16)))
+    chunk = -(-L // split)
+    if split > 1:
+        block = min(block, max(16, triton.next_power_of_2(chunk)))
+    tickets, part = query, query  # not read without a split
+    if split > 1:
+        tickets = _tickets(query.device, B * H)
+        if tickets is None:
+            split, chunk, tickets = 1, L, query
+        else:
+            part = torch.empty((B * H, split, triton.next_power_of_2(D) + 2), dtype=torch.float32,
+                               device=query.device)
+    _decode_attention_kernel[(B * H, split)](
+        query, key, value, m, out, n, kn, vn, part, tickets,
         query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
         value.stride(0), value.stride(1), value.stride(2),
         m.stride(0) if mask is not None else 0, out.stride(0), out.stride(2),
         kn.stride(0), kn.stride(1), vn.stride(0), vn.stride(1),
         H, H // Hkv, float(scale),
         KEYS=L, HAS_MASK=mask is not None, HAS_N=kv_len is not None,
-        UNROLL=unroll and -(-L // block) <= MAX_UNROLLED_TILES, BLOCK=block, D=D,
-        DP=triton.next_power_of_2(D), APPEND=append, PRELOAD=PRELOAD_VALUES, num_warps=warps,
+        UNROLL=unroll and -(-chunk // block) <= MAX_UNROLLED_TILES, BLOCK=block, D=D,
+        DP=triton.next_power_of_2(D), APPEND=append, PRELOAD=PRELOAD_VALUES, SPLIT=split, CHUNK=chunk,
+        num_warps=warps,
         **({"num_stages": stages} if stages else {}),
     )
 
