@@ -39,12 +39,15 @@ CONFIGS = {
                 (64, 2, True, 0, False, 4), (64, 1, True, 0, False, 4), (32, 1, True, 0, False, 4),
                 (16, 1, False, 4, False, 4), (32, 1, True, 0, False, 6), (16, 1, True, 0, False, 12),
                 (64, 4, True, 0, False, 3)],
+    "parts": [(0, 0, True, 0, False), (16, 1, False, 4, False, 3), (16, 1, False, 4, False, 6),
+              (16, 1, False, 4, False, 8)],
     "split256": [(0, 0, True, 0, False), (16, 1, False, 4, False, 2), (32, 1, True, 0, False, 2),
                  (64, 2, True, 0, False, 2), (32, 1, True, 0, False, 3), (64, 2, True, 0, False, 3)],
 }
 """Sets of (BLOCK_KEYS, NUM_WARPS, UNROLL, NUM_STAGES, PRELOAD_VALUES[, SPLIT]); zeros: the
 module's defaults. "launch": the first sweep of tiles and warps; "preload": values loaded with
-keys; "split64"/"split256": each (row, head)'s keys split into parts, for batch 64 / 256."""
+keys; "split64"/"split256": each (row, head)'s keys split into parts, for batch 64 / 256;
+"parts": launch_config's tiles (16 keys, one warp, a loop) with other part counts."""
 
 
 def main() -> None:
