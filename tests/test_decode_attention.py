@@ -300,3 +300,23 @@ def test_interpreted_append_writes_the_slot_and_attends_to_it(L: int, n: int, co
     assert torch.equal(k.nan_to_num(7.0), want_k.nan_to_num(7.0))
     assert torch.equal(v.nan_to_num(7.0), want_v.nan_to_num(7.0))
     torch.testing.assert_close(out.double(), _reference(q, want_k.nan_to_num(0.0), want_v.nan_to_num(0.0), mask, n), atol=2e-5, rtol=2e-5)
+
+
+@interpret
+def test_interpreted_tickets_grow_and_keep_the_old_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More (row, head) pairs than the ticket buffer holds get a larger, zeroed buffer; the
+    outgrown one stays alive (a captured CUDA graph may still point at it), and the split
+    kernel puts every ticket back."""
+    monkeypatch.setattr(da, "_TICKETS", {})
+    monkeypatch.setattr(da, "_OUTGROWN", [])
+    first = da._tickets(torch.device("cpu"), 10)
+    assert first is not None and first.numel() == 4096 and not bool(first.any())
+    assert da._tickets(torch.device("cpu"), 4096) is first
+    bigger = da._tickets(torch.device("cpu"), 5000)
+    assert bigger is not None and bigger.numel() == 5000
+    assert len(da._OUTGROWN) == 1 and da._OUTGROWN[0] is first
+    _hand_config(monkeypatch, "split_loop")
+    q, k, v, mask = _inputs(2, 3, 3, 64, 32, "cpu", torch.float32)
+    out = da.decode_attention(q, k, v, mask, None, 32 ** -0.5)
+    torch.testing.assert_close(out.double(), _reference(q, k, v, mask), atol=2e-5, rtol=2e-5)
+    assert da._tickets(torch.device("cpu"), 6) is bigger and not bool(bigger.any())

@@ -208,16 +208,22 @@ def launch_config(keys: int, programs: int) -> tuple[int, int, bool, int, int]:
 
 
 _TICKETS: dict[torch.device, torch.Tensor] = {}
+_OUTGROWN: list[torch.Tensor] = []
+"""Ticket buffers replaced by larger ones, kept alive: CUDA graphs captured earlier still
+point at them."""
 
 
 def _tickets(device: torch.device, count: int) -> torch.Tensor | None:
     """The device's int32 tickets of split programs (zero between kernels; each kernel puts
-    back what it takes), at least ``count`` of them; None where more are needed while a CUDA
-    graph is being captured (a new buffer's zeroing would not be part of the graph)."""
+    back what it takes; kernels on one stream at a time), at least ``count`` of them; None
+    where more are needed while a CUDA graph is being captured (a new buffer's zeroing would
+    not be part of the graph)."""
     t = _TICKETS.get(device)
     if t is None or t.numel() < count:
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
             return None
+        if t is not None:
+            _OUTGROWN.append(t)
         t = _TICKETS[device] = torch.zeros(max(count, 4096), dtype=torch.int32, device=device)
     return t
 
