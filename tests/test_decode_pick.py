@@ -189,9 +189,13 @@ for unroll, append, split in ((True, True, 1), (False, True, 4), (True, False, 3
     const = {"KEYS": 192, "HAS_MASK": True, "HAS_N": True, "UNROLL": unroll, "BLOCK": 128 if unroll else 16,
              "D": 64, "DP": 64, "APPEND": append, "PRELOAD": append, "SPLIT": split, "CHUNK": 192 // split}
     sig = {**att_sig, **{k: "constexpr" for k in const}}
-    k = triton.compile(ASTSource(da._decode_attention_kernel, sig, constexprs=const), target=target,
-                       options={"num_warps": 2})
-    assert k.asm["cubin"]
+    for warps in (1, 2):
+        k = triton.compile(ASTSource(da._decode_attention_kernel, sig, constexprs=const), target=target,
+                           options={"num_warps": warps})
+        assert k.asm["cubin"]
+        if split > 1:  # a barrier orders every lane's partial stores before the ticket
+            ptx = k.asm["ptx"]
+            assert "bar.sync" in ptx[:ptx.index("atom.global")], warps
 print("compiled")
 """
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
