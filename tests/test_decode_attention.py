@@ -302,6 +302,8 @@ def test_interpreted_launch_config_by_program_count(monkeypatch: pytest.MonkeyPa
     assert da.launch_config(192, 768) == (32, 4, False, 0, 1)  # set by hand
     monkeypatch.setattr(da, "SPLIT", 3)
     assert da.launch_config(192, 768) == (32, 4, False, 0, 3)
+    monkeypatch.setattr(da, "SPLIT", 50)
+    assert da.launch_config(40, 768) == (32, 4, False, 0, 3)  # by hand too, at most one part per 16 keys
 
 
 @interpret
