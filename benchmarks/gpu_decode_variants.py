@@ -44,15 +44,17 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "kernel_headbf16_gelu": dict(kernel=True, head32=False, pick=False, gelu=True, append=False),
     "kernel_headbf16_append": dict(kernel=True, head32=False, pick=False, gelu=False, append=True),
     "default": dict(kernel=True, head32=False, pick=True, gelu=True, append=True),
+    "default_pdl": dict(kernel=True, head32=False, pick=True, gelu=True, append=True, pdl=True),
 }
 """Switches per variant: the earlier paths first (b66b2e4's; then attention kernel and bf16
 head, the default up to 1d61f59), each newer switch alone on the latter, then the default
-(all on)."""
+(all on), and the default with its Triton kernels launched as programmatic dependents
+(``StaticDecoder.pdl``, an experiment)."""
 
 
 def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, repeats: int,
                 profile: bool = False, pick: bool = True, gelu: bool = True,
-                append: bool = True) -> dict[str, Any]:
+                append: bool = True, pdl: bool = False) -> dict[str, Any]:
     """Tokens/s of whole graph decodes of ``batch`` random prompts with one variant (through
     gpu_lm_ppo.py's fixed-length env: every episode exactly NEW tokens)."""
     rng = np.random.default_rng(batch)
@@ -61,6 +63,7 @@ def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, 
     engine = RolloutEngine.for_env(lm, FixedLengthEnv(batch, PROMPT, NEW, 50257), device)
     dec = engine.static_decoder(True)
     dec.attention_kernel, dec.pick_kernel, dec.fused_gelu, dec.append_in_kernel = kernel, pick, gelu, append
+    dec.pdl = pdl
     settings = DecodeSettings(temperature=1.0, head_float32=head32)
     gen = torch.Generator(device=device).manual_seed(0)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -104,6 +107,8 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="kernel times per step of each variant run")
     p.add_argument("--variants", nargs="*", default=None, choices=list(VARIANTS),
                    help="only these variants (default: all)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the variants this many times in turn (an A/B on one card; tags of later rounds end _r2, ...)")
     p.add_argument("--out", default=None, help="also write the figures to this JSON file")
     p.add_argument("--layers", type=int, default=12, help="GPT-2 layers (12: GPT-2 small)")
     p.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke test)")
@@ -118,10 +123,10 @@ def main() -> None:
     name = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"
     result: dict[str, Any] = {"device": name, "torch": torch.__version__}
     for batch in args.batches:
-        for name, switches in VARIANTS.items():
+        for rnd, (name, switches) in ((r, v) for r in range(1, args.rounds + 1) for v in VARIANTS.items()):
             if args.variants and name not in args.variants:
                 continue
-            tag = f"b{batch}_{name}"
+            tag = f"b{batch}_{name}" + (f"_r{rnd}" if rnd > 1 else "")
             result[tag] = decode_rate(lm, batch, repeats=args.repeats,
                                       profile=args.profile, **switches)
             print(json.dumps({tag: result[tag]}), flush=True)

@@ -15,7 +15,10 @@ Figures (``figures/gpu_lm_ppo.json``, also printed as one JSON line), per rollou
 (64 and 256):
 
 * ``rollout_tokens_per_s``: generated tokens / wall time of ``engine.rollout`` (decode and
-  the env's per-token stepping); ``decode_tokens_per_s`` the decode alone;
+  the env's per-token stepping); ``decode_tokens_per_s``: tokens / wall time of the decode
+  call, which includes the env stepping it overlaps (the static loop steps the env through
+  finished columns while the GPU decodes the next ones); ``env_s`` the host seconds of env
+  work per rollout, ``env_overlapped_s`` the part of it done inside the decode;
 * ``hf_static_tokens_per_s``: ``model.generate(cache_implementation="static")`` on a bf16
   copy of the same model, same prompts, sampling, exactly 128 new tokens; and the ratio;
 * ``tokens_equal_to_eager``: share of tokens the graph decode shares with the eager dynamic
@@ -157,6 +160,8 @@ class Bench:
             "rollout_tokens_per_s": n / float(np.median(times)),
             "decode_tokens_per_s": n / float(ro.timings["generate"]),
             "rollout_warmup_s": warm,
+            "env_s": float(ro.timings["env"]),
+            "env_overlapped_s": float(ro.timings.get("env_overlapped", 0.0)),
         }
         cache, comp = settings.resolved(dev)
         out["decode_path"] = f"{cache} cache, compile {comp}, CUDA graphs {dev.type == 'cuda' and cache == 'static'}"

@@ -3,6 +3,7 @@ and on CUDA its CUDA-graph replay gives the eager static step's tokens."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,3 +97,55 @@ def test_cuda_graph_replay_gives_the_eager_tokens(lm_tok, temperature: float) ->
     assert torch.equal(outs[0].tokens, outs[1].tokens)
     # float32 on the tiny LM: the graph decode equals the eager dynamic one token for token
     assert torch.equal(outs[0].tokens, dyn.tokens) and torch.equal(outs[0].mask, dyn.mask)
+
+
+def _rollouts(lm, tok, cache: str, every: int, env_id: str = "rlseek/Reviews-v0", **env_kw):  # type: ignore[no-untyped-def]
+    from rlseek.envs.text import make_text_vector_env
+
+    env = make_text_vector_env(env_id, 6, **env_kw)
+    engine = RolloutEngine.for_env(lm, env)
+    settings = DecodeSettings(temperature=1.0, cache=cache, compile=False, exit_check_every=every)
+    g = torch.Generator().manual_seed(21)
+    return engine.rollout(env, settings, generator=g, seed=3)
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_rollout_steps_the_env_through_columns_handed_over_mid_decode(lm_tok, every: int) -> None:  # type: ignore[no-untyped-def]
+    """The static loop hands finished columns to the env while it decodes; the episode is the
+    one the dynamic loop (env stepped after the decode) gives."""
+    lm, tok = lm_tok
+    after = _rollouts(lm, tok, "dynamic", every)
+    during = _rollouts(lm, tok, "static", every)
+    assert after.timings["env_overlapped"] == 0.0
+    assert during.timings["env_overlapped"] > 0.0  # some columns were stepped inside the decode
+    assert torch.equal(during.response_ids, after.response_ids)
+    assert torch.equal(during.response_mask, after.response_mask)
+    np.testing.assert_array_equal(during.scores, after.scores)
+    np.testing.assert_array_equal(during.eos, after.eos)
+    assert during.completions == after.completions and during.completion_ids == after.completion_ids
+    assert during.terms.keys() == after.terms.keys()
+
+
+def test_static_decode_hands_over_consecutive_final_columns(lm_tok) -> None:  # type: ignore[no-untyped-def]
+    lm, tok = lm_tok
+    enc = _prompts(tok, 5)
+    engine = RolloutEngine.for_tokenizer(lm, tok)
+    got: list[tuple[int, np.ndarray, np.ndarray]] = []
+    settings = DecodeSettings(temperature=1.0, cache="static", compile=False, exit_check_every=4, suppress_eos=True)
+    out = engine.decode(enc["input_ids"], enc["attention_mask"], 16, settings,
+                        torch.Generator().manual_seed(2), on_columns=lambda t, m, s: got.append((s, t.copy(), m.copy())))
+    assert [s for s, _, _ in got] == [0, 4, 8]  # handed over at the checks of steps 8 and 12, and at the end
+    tokens = np.concatenate([t for _, t, _ in got], 1)
+    mask = np.concatenate([m for _, _, m in got], 1)
+    np.testing.assert_array_equal(tokens, out.tokens[:, :12].numpy())
+    np.testing.assert_array_equal(mask, out.mask[:, :12].numpy())
+
+
+def test_static_rollout_still_refuses_an_env_that_ends_rows_elsewhere(lm_tok) -> None:  # type: ignore[no-untyped-def]
+    from rlseek.envs.text import make_text_vector_env
+
+    lm, tok = lm_tok
+    env = make_text_vector_env("rlseek/Arithmetic-v0", 4, max_new_tokens=12)
+    engine = RolloutEngine(lm, vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=None)
+    with pytest.raises(RuntimeError, match="disagree"):
+        engine.rollout(env, DecodeSettings(temperature=0.0, cache="static", compile=False, exit_check_every=2), seed=0)

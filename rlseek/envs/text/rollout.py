@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -282,6 +282,9 @@ class Rollout:
     answers: list[Any]
     success: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    """Seconds: ``generate`` (wall time of the decode call, env stepping it overlapped
+    included), ``env`` (host time in the env's reset and steps), ``env_overlapped`` (the part
+    of ``env`` done inside the decode, while the GPU decoded later tokens)."""
     logprobs: torch.Tensor | None = None
     """(B, T) tempered log-probs of the chosen tokens from the cached forward, only with
     ``record_logprobs=True``."""
@@ -365,18 +368,26 @@ class RolloutEngine:
     @torch.no_grad()
     def decode(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int,
                settings: DecodeSettings = DecodeSettings(),
-               generator: torch.Generator | None = None) -> Generation:
+               generator: torch.Generator | None = None,
+               on_columns: Callable[[np.ndarray, np.ndarray, int], None] | None = None) -> Generation:
         """Complete left-padded prompts (B, P): at most ``max_new_tokens`` tokens per row.
 
         ``generator`` (on the engine's device) makes sampling reproducible; None uses
         torch's global RNG. Returns a :class:`Generation` trimmed to the longest row.
         ``settings.cache`` picks the loop: this one (dynamic) or the static-cache / CUDA-graph
         one of :mod:`rlseek.envs.text.static_decode`; both give the same tokens.
+
+        ``on_columns(tokens, mask, start)``, if given, may be called during the decode with
+        consecutive ranges of final columns (token ids and live mask as (B, n) int64 arrays,
+        columns ``start .. start + n``, beginning at 0) — the static loop does so at its exit
+        checks, while the GPU decodes the next chunk. Ranges may run past the returned
+        Generation's width (columns where no row is live); columns not handed over by the
+        time ``decode`` returns are the caller's to read from the Generation.
         """
         cache, comp = settings.resolved(self.device)
         if cache == "static":
             return self.static_decoder(comp).decode(prompt_ids, prompt_mask, max_new_tokens,
-                                                    settings, generator)
+                                                    settings, generator, on_columns)
         t0 = time.perf_counter()
         dev = self.device
         ids = prompt_ids.to(dev, torch.long)
@@ -437,29 +448,19 @@ class RolloutEngine:
         prompt_ids = torch.as_tensor(obs["input_ids"], dtype=torch.long, device=self.device)
         prompt_mask = torch.as_tensor(obs["attention_mask"], dtype=torch.long, device=self.device)
         B = prompt_ids.shape[0]
-        t_env = time.perf_counter() - t0
+        stepper = _EnvStepper(env, B)
+        t_reset = time.perf_counter() - t0
 
-        gen = self.decode(prompt_ids, prompt_mask, int(env.max_new_tokens), settings, generator)
-
-        t1 = time.perf_counter()
-        actions = gen.tokens.cpu().numpy()
-        want = gen.mask.cpu().numpy()
-        returns = np.zeros(B, dtype=np.float64)
-        done = np.zeros(B, dtype=bool)
-        final: dict[str, Any] = {}
-        for t in range(actions.shape[1]):
-            obs, reward, terminated, truncated, info = env.step(actions[:, t])
-            returns += np.asarray(reward, dtype=np.float64)
-            if not np.array_equal(np.asarray(obs["attention_mask"]).reshape(B), want[:, t]):
-                raise RuntimeError("the env and the rollout engine disagree on which rows are "
-                                   f"live at token {t}; their EOS, pad or max_new_tokens differ")
-            done |= np.asarray(terminated) | np.asarray(truncated)
-            if info:
-                _merge_final_info(final, info)
-        if not done.all():
-            raise RuntimeError("the rollout engine ended every row but the env did not; their "
-                               "EOS or max_new_tokens differ")
-        t_env += time.perf_counter() - t1
+        # The static loop hands over finished columns while it decodes the next ones: the env
+        # is stepped through them then, and whatever is left after the decode returns here.
+        gen = self.decode(prompt_ids, prompt_mask, int(env.max_new_tokens), settings, generator,
+                          on_columns=stepper)
+        overlapped = stepper.seconds
+        start = stepper.next_column
+        if start < gen.tokens.shape[1]:
+            stepper(gen.tokens[:, start:].cpu().numpy(), gen.mask[:, start:].cpu().numpy(), start)
+        stepper.finish()
+        returns, final = stepper.returns, stepper.final
 
         response_mask = gen.mask.float()
         terms = {key[len("reward_"):]: np.asarray(val, dtype=np.float64)
@@ -473,8 +474,51 @@ class RolloutEngine:
             response_mask=response_mask, scores=returns, eos=eos, terms=terms,
             completions=completions, completion_ids=completion_ids, prompts=prompts,
             answers=answers, success=success,
-            timings={"generate": gen.seconds, "env": t_env}, logprobs=gen.logprobs,
+            timings={"generate": gen.seconds, "env": t_reset + stepper.seconds,
+                     "env_overlapped": overlapped},
+            logprobs=gen.logprobs,
         )
+
+
+class _EnvStepper:
+    """Steps a text vector env through decoded columns, in order, as they arrive: sums each
+    row's rewards, collects the end-of-episode info and checks that the env ends rows where
+    the engine did. ``seconds``: host time spent stepping."""
+
+    def __init__(self, env: Any, batch: int) -> None:
+        self.env, self.batch = env, batch
+        self.returns = np.zeros(batch, dtype=np.float64)
+        self.done = np.zeros(batch, dtype=bool)
+        self.final: dict[str, Any] = {}
+        self.next_column = 0
+        self.seconds = 0.0
+
+    def __call__(self, tokens: np.ndarray, mask: np.ndarray, start: int) -> None:
+        if start != self.next_column:
+            raise RuntimeError(f"columns handed over out of order: got {start}, expected {self.next_column}")
+        t0 = time.perf_counter()
+        B = self.batch
+        for j in range(tokens.shape[1]):
+            want = mask[:, j]
+            if not want.any():  # every row has ended: the columns from here on are padding
+                break
+            t = start + j
+            obs, reward, terminated, truncated, info = self.env.step(tokens[:, j])
+            self.returns += np.asarray(reward, dtype=np.float64)
+            if not np.array_equal(np.asarray(obs["attention_mask"]).reshape(B), want):
+                raise RuntimeError("the env and the rollout engine disagree on which rows are "
+                                   f"live at token {t}; their EOS, pad or max_new_tokens differ")
+            self.done |= np.asarray(terminated) | np.asarray(truncated)
+            if info:
+                _merge_final_info(self.final, info)
+        self.next_column = start + tokens.shape[1]
+        self.seconds += time.perf_counter() - t0
+
+    def finish(self) -> None:
+        """Raise if the env has not ended every row once every column was stepped."""
+        if not self.done.all():
+            raise RuntimeError("the rollout engine ended every row but the env did not; their "
+                               "EOS or max_new_tokens differ")
 
 
 def _merge_final_info(final: dict[str, Any], info: dict[str, Any]) -> None:

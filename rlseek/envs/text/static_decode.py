@@ -28,7 +28,10 @@ single-token forward per new token, the token chosen by the same
 * the token pick (temperature, banned ids, the exponential race, the log-prob) is one pass
   of :mod:`~rlseek.envs.text.decode_pick`'s two kernels over the logits and the noise drawn
   just before it (top-k sampling, or no Triton: one compiled function of them);
-* "have all rows ended?" is asked every ``max(exit_check_every, 16)`` tokens.
+* "have all rows ended?" is asked every ``max(exit_check_every, 16)`` tokens; at each ask
+  the columns decoded so far can be handed to the caller (``on_columns``) while the next
+  chunk runs: :meth:`RolloutEngine.rollout` steps its env through them there, so the env's
+  per-token work overlaps the decode instead of following it.
 
 On the CPU the same code runs eagerly (no graph, no padding, no bf16 copy); the tests use
 that to check that it gives the dynamic path's tokens.
@@ -39,8 +42,10 @@ from __future__ import annotations
 import copy
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -106,6 +111,12 @@ class StaticDecoder:
         GELU run as one cuBLASLt call with a GELU epilogue (:func:`fuse_gelu_linears`)."""
         self.fused_mlps = 0
         """MLPs of the current decode copy whose first linear layer carries the GELU."""
+        self.pdl = False
+        """Graph path on sm_90+ (an experiment, off by default): launch the decode's Triton
+        kernels — rlseek's attention and pick kernels, and inductor's
+        (``triton.enable_pdl``) — with programmatic dependent launch, so each may be
+        scheduled while the kernel before it drains (``benchmarks/gpu_decode_variants.py``,
+        variant ``default_pdl``, measures it)."""
         self.compile_mode: str | None = None
         """``torch.compile`` mode of the decode forward (None: the default)."""
         self.head_dtype = torch.float32
@@ -246,9 +257,16 @@ class StaticDecoder:
         """Capture one decode step of ``st`` (warm-up steps first, on a side stream, with a
         throw-away generator so ``generator``'s stream is not consumed)."""
         if self.compile and self._compiled is None and self.compile_error is None:
-            self._compiled = torch.compile(self._forward, dynamic=False, mode=self.compile_mode)
-            self._pick = torch.compile(pick_tokens, dynamic=False)
-            self._record = torch.compile(record_token, dynamic=False)
+            pdl = {"options": {"triton.enable_pdl": True}} if self.pdl else {}
+            self._compiled = torch.compile(self._forward, dynamic=False,
+                                           **(pdl if pdl and self.compile_mode is None else {"mode": self.compile_mode}))
+            self._pick = torch.compile(pick_tokens, dynamic=False, **pdl)
+            self._record = torch.compile(record_token, dynamic=False, **pdl)
+        with _kernels_pdl(self.pdl):
+            self._warm_and_capture(trunk, st, head, settings, banned, generator)
+
+    def _warm_and_capture(self, trunk: nn.Module, st: DecodeState, head: Any, settings: DecodeSettings,
+                          banned: torch.Tensor | None, generator: torch.Generator | None) -> None:
         dummy = torch.Generator(device=self.engine.device).manual_seed(0)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -271,8 +289,14 @@ class StaticDecoder:
 
     @torch.no_grad()
     def decode(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int,
-               settings: DecodeSettings, generator: torch.Generator | None = None) -> Generation:
-        """:meth:`RolloutEngine.decode` with a static cache (and CUDA graphs on CUDA)."""
+               settings: DecodeSettings, generator: torch.Generator | None = None,
+               on_columns: ColumnsCallback | None = None) -> Generation:
+        """:meth:`RolloutEngine.decode` with a static cache (and CUDA graphs on CUDA).
+
+        ``on_columns(tokens, mask, start)``: see :meth:`RolloutEngine.decode`. Called at the
+        exit checks with the columns final there (int64 arrays, one row per prompt), after
+        the next chunk of steps is queued on the GPU, so the call runs while it decodes.
+        """
         t0 = time.perf_counter()
         eng, dev = self.engine, self.engine.device
         ids = prompt_ids.to(dev, torch.long)
@@ -314,21 +338,73 @@ class StaticDecoder:
             logits = self._prefill(trunk, st, ids, pmask, rows, head)
             self._choose(st, logits, settings, banned, generator)
             every = max(settings.exit_check_every, MIN_EXIT_CHECK) if self.graphs else settings.exit_check_every
-            steps = 1
+            steps, handed, pending = 1, 0, None
             while steps < T:
-                if steps % every == 0 and bool(st.done[:rows].all()):
-                    break
+                if steps % every == 0:
+                    if pending is not None:  # the chunk after these columns is queued: hand them over
+                        handed = _hand_over(pending, handed, on_columns)
+                        pending = None
+                    if bool(st.done[:rows].all()):
+                        break
+                    if on_columns is not None:
+                        pending = _columns_to_host(st, rows, handed, steps)
                 if st.graph is not None and st.graph_key == key:
                     st.graph.replay()
                 else:
                     self._step(trunk, st, head, settings, banned, generator)
                 steps += 1
+            if pending is not None:
+                _hand_over(pending, handed, on_columns)
         live_mask = st.live_mask[:rows, :steps]
         width = max(int(live_mask.sum(1).max()), 1) if rows else 1
         return Generation(tokens=st.tokens[:rows, :width].clone(), mask=live_mask[:, :width].clone(),
                           eos=st.eos[:rows].clone(),
                           logprobs=st.logprobs[:rows, :width].clone() if settings.record_logprobs else None,
                           seconds=time.perf_counter() - t0)
+
+
+class _kernels_pdl:  # noqa: N801 - used as a context manager
+    """Sets :data:`decode_attention.PDL` and :data:`decode_pick.PDL` for the kernels launched
+    (captured) inside, and puts the previous values back."""
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+
+    def __enter__(self) -> None:
+        self.saved = decode_attention.PDL, decode_pick.PDL
+        decode_attention.PDL = decode_pick.PDL = self.on
+
+    def __exit__(self, *exc: object) -> None:
+        decode_attention.PDL, decode_pick.PDL = self.saved
+
+
+ColumnsCallback = Callable[[np.ndarray, np.ndarray, int], None]
+"""``on_columns(tokens, mask, start)``: generated token ids and live mask (both (rows, n)
+int64) of columns ``start .. start + n`` of a decode, final when handed over."""
+
+
+def _columns_to_host(st: DecodeState, rows: int, start: int, stop: int) -> tuple[torch.Tensor, Any]:
+    """Queue the copy of columns ``start:stop`` (tokens and live mask, stacked) to pinned host
+    memory; returns the host tensor and the event that marks the copy done (None on the CPU)."""
+    cols = torch.stack((st.tokens[:rows, start:stop], st.live_mask[:rows, start:stop]))
+    if cols.device.type != "cuda":
+        return cols, None
+    host = torch.empty(cols.shape, dtype=cols.dtype, pin_memory=True)
+    host.copy_(cols, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    return host, event
+
+
+def _hand_over(pending: tuple[torch.Tensor, Any], start: int, on_columns: ColumnsCallback | None) -> int:
+    """Wait for a queued column copy and hand it to ``on_columns``; returns the next column."""
+    host, event = pending
+    if event is not None:
+        event.synchronize()
+    cols = host.numpy()
+    if on_columns is not None and cols.shape[-1]:
+        on_columns(cols[0], cols[1], start)
+    return start + cols.shape[-1]
 
 
 def record_token(tokens: torch.Tensor, live_mask: torch.Tensor, logprobs: torch.Tensor,
