@@ -48,10 +48,6 @@ PRELOAD_VALUES = False
 SPLIT = 1
 """With BLOCK_KEYS and NUM_WARPS set by hand: parts each (row, head)'s keys are split into
 (one program each; the last to finish merges them)."""
-PDL = False
-"""Launch with programmatic dependent launch (sm_90+): the kernel may be scheduled while the
-kernel before it finishes, and waits for it (``griddepcontrol.wait``) before its first
-load. Set by :class:`~rlseek.envs.text.static_decode.StaticDecoder` while it captures."""
 
 try:  # Triton ships with CUDA builds of torch; CPU builds go without the kernel
     import triton
@@ -113,7 +109,7 @@ if triton is not None:
                                 KEYS: tl.constexpr, HAS_MASK: tl.constexpr, HAS_N: tl.constexpr,
                                 UNROLL: tl.constexpr, BLOCK: tl.constexpr, D: tl.constexpr,
                                 DP: tl.constexpr, APPEND: tl.constexpr, PRELOAD: tl.constexpr,
-                                SPLIT: tl.constexpr, CHUNK: tl.constexpr, PDL: tl.constexpr = False):
+                                SPLIT: tl.constexpr, CHUNK: tl.constexpr):
         """Program (row-head, part): one (row, head)'s keys CHUNK * part ... CHUNK * (part + 1)
         (SPLIT parts; one: all KEYS). UNROLL: every tile of the chunk is a static, unrolled
         step (all loads can be issued at once; tiles past the written count are masked off
@@ -126,11 +122,7 @@ if triton is not None:
         SPLIT > 1: each part leaves its (max, sum, accumulator) in ``part_ptr`` and takes a
         ticket of its (row, head) (``ticket_ptr``, zero before); the part that draws the last
         ticket merges the parts in part order (the same sums whichever finishes last), writes
-        the output and puts the ticket back to zero. No second kernel.
-
-        PDL: launched as a programmatic dependent; waits for the kernel before it first."""
-        if PDL:
-            tl.extra.cuda.gdc_wait()
+        the output and puts the ticket back to zero. No second kernel."""
         pid = tl.program_id(0).to(tl.int64)  # b * row stride may pass 2**31 for long caches
         part = tl.program_id(1)
         b = pid // heads
@@ -296,7 +288,6 @@ def _launch(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: t
         DP=triton.next_power_of_2(D), APPEND=append, PRELOAD=PRELOAD_VALUES, SPLIT=split, CHUNK=chunk,
         num_warps=warps,
         **({"num_stages": stages} if stages else {}),
-        **({"PDL": True, "launch_pdl": True} if PDL else {}),
     )
 
 

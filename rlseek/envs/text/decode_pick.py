@@ -29,9 +29,6 @@ BLOCK = 1024
 """Vocabulary entries per tile."""
 NUM_WARPS = 4
 """Warps per program."""
-PDL = False
-"""Launch both kernels with programmatic dependent launch (sm_90+; see
-:data:`rlseek.envs.text.decode_attention.PDL`)."""
 TARGET_PROGRAMS = 1024
 """Each row's vocabulary is cut into chunks of whole tiles so that about this many programs
 run: one program per row (64 at batch 64) streams too little at once to load a GPU."""
@@ -47,12 +44,10 @@ if triton is not None:
     def _pick_chunk_kernel(logit_ptr, noise_ptr, banned_ptr, part_ptr, idx_ptr, s_logit, s_noise,
                            width, chunk, n_banned, temperature,
                            SAMPLE: tl.constexpr, TEMPERED: tl.constexpr, LOGPROB: tl.constexpr,
-                           MASKED: tl.constexpr, BLOCK: tl.constexpr, PDL: tl.constexpr = False):
+                           MASKED: tl.constexpr, BLOCK: tl.constexpr):
         """One program per (row, chunk of ``chunk`` entries): one pass over the chunk's scores
         (and noise), leaving its max, sum of exp(s - max), best key, the score there and its
         id in the row's partials."""
-        if PDL:  # launched as a programmatic dependent: the logits and noise first
-            tl.extra.cuda.gdc_wait()
         row = tl.program_id(0).to(tl.int64)  # row * stride may pass 2**31 for huge batches
         c = tl.program_id(1)
         chunks = tl.num_programs(1)
@@ -99,11 +94,9 @@ if triton is not None:
 
     @triton.jit
     def _pick_combine_kernel(part_ptr, idx_ptr, tok_ptr, lp_ptr, chunks,
-                             LOGPROB: tl.constexpr, CHUNKS: tl.constexpr, PDL: tl.constexpr = False):
+                             LOGPROB: tl.constexpr, CHUNKS: tl.constexpr):
         """One program per row: the row's token (the first chunk holding the best key) and
         its log-prob (the chunks' sums of exp brought to one max)."""
-        if PDL:
-            tl.extra.cuda.gdc_wait()
         row = tl.program_id(0).to(tl.int64)
         c = tl.arange(0, CHUNKS)
         ok = c < chunks
@@ -162,9 +155,8 @@ def pick(logits: torch.Tensor, noise: torch.Tensor | None, temperature: float,
             float(temperature) if sample else 1.0,
             SAMPLE=sample, TEMPERED=temperature not in (0.0, 1.0), LOGPROB=record_logprobs,
             MASKED=MASKED_LOGIT, BLOCK=BLOCK, num_warps=NUM_WARPS,
-            **({"PDL": True, "launch_pdl": True} if PDL else {}),
         )
         _pick_combine_kernel[(rows,)](part, idx, tok, lp if lp is not None else part, chunks,
                                       LOGPROB=record_logprobs, CHUNKS=max(2, triton.next_power_of_2(chunks)),
-                                      num_warps=1, **({"PDL": True, "launch_pdl": True} if PDL else {}))
+                                      num_warps=1)
     return tok, lp

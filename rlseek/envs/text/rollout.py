@@ -468,7 +468,8 @@ class RolloutEngine:
         eos = np.asarray(final.get("eos", np.zeros(B)), dtype=bool)
         success = np.asarray(final["is_success"], dtype=np.float64) if "is_success" in final else None
         completions = [str(c) for c in final.get("completions", [""] * B)]
-        completion_ids = [list(map(int, x)) for x in final.get("completion_ids", gen.rows())]
+        given = final.get("completion_ids")  # the env's, else the engine's (already lists of ints)
+        completion_ids = [list(map(int, x)) for x in given] if given is not None else gen.rows()
         return Rollout(
             prompt_ids=prompt_ids, prompt_mask=prompt_mask, response_ids=gen.tokens,
             response_mask=response_mask, scores=returns, eos=eos, terms=terms,

@@ -111,12 +111,6 @@ class StaticDecoder:
         GELU run as one cuBLASLt call with a GELU epilogue (:func:`fuse_gelu_linears`)."""
         self.fused_mlps = 0
         """MLPs of the current decode copy whose first linear layer carries the GELU."""
-        self.pdl = False
-        """Graph path on sm_90+ (an experiment, off by default): launch the decode's Triton
-        kernels — rlseek's attention and pick kernels, and inductor's
-        (``triton.enable_pdl``) — with programmatic dependent launch, so each may be
-        scheduled while the kernel before it drains (``benchmarks/gpu_decode_variants.py``,
-        variant ``default_pdl``, measures it)."""
         self.compile_mode: str | None = None
         """``torch.compile`` mode of the decode forward (None: the default)."""
         self.head_dtype = torch.float32
@@ -257,16 +251,9 @@ class StaticDecoder:
         """Capture one decode step of ``st`` (warm-up steps first, on a side stream, with a
         throw-away generator so ``generator``'s stream is not consumed)."""
         if self.compile and self._compiled is None and self.compile_error is None:
-            pdl = {"options": {"triton.enable_pdl": True}} if self.pdl else {}
-            self._compiled = torch.compile(self._forward, dynamic=False,
-                                           **(pdl if pdl and self.compile_mode is None else {"mode": self.compile_mode}))
-            self._pick = torch.compile(pick_tokens, dynamic=False, **pdl)
-            self._record = torch.compile(record_token, dynamic=False, **pdl)
-        with _kernels_pdl(self.pdl):
-            self._warm_and_capture(trunk, st, head, settings, banned, generator)
-
-    def _warm_and_capture(self, trunk: nn.Module, st: DecodeState, head: Any, settings: DecodeSettings,
-                          banned: torch.Tensor | None, generator: torch.Generator | None) -> None:
+            self._compiled = torch.compile(self._forward, dynamic=False, mode=self.compile_mode)
+            self._pick = torch.compile(pick_tokens, dynamic=False)
+            self._record = torch.compile(record_token, dynamic=False)
         dummy = torch.Generator(device=self.engine.device).manual_seed(0)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -361,21 +348,6 @@ class StaticDecoder:
                           eos=st.eos[:rows].clone(),
                           logprobs=st.logprobs[:rows, :width].clone() if settings.record_logprobs else None,
                           seconds=time.perf_counter() - t0)
-
-
-class _kernels_pdl:  # noqa: N801 - used as a context manager
-    """Sets :data:`decode_attention.PDL` and :data:`decode_pick.PDL` for the kernels launched
-    (captured) inside, and puts the previous values back."""
-
-    def __init__(self, on: bool) -> None:
-        self.on = on
-
-    def __enter__(self) -> None:
-        self.saved = decode_attention.PDL, decode_pick.PDL
-        decode_attention.PDL = decode_pick.PDL = self.on
-
-    def __exit__(self, *exc: object) -> None:
-        decode_attention.PDL, decode_pick.PDL = self.saved
 
 
 ColumnsCallback = Callable[[np.ndarray, np.ndarray, int], None]
