@@ -3,6 +3,8 @@ and on CUDA its CUDA-graph replay gives the eager static step's tokens."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -71,6 +73,15 @@ def test_static_decode_ends_rows_at_eos_and_pads_after(lm_tok) -> None:  # type:
     assert long.mask.all() and not (long.tokens == tok.eos_token_id).any()
 
 
+def test_static_decode_refuses_a_generator_on_another_device(lm_tok) -> None:  # type: ignore[no-untyped-def]
+    lm, tok = lm_tok
+    enc = _prompts(tok, 3)
+    engine = RolloutEngine.for_tokenizer(lm, tok, device="meta")
+    with pytest.raises(ValueError, match="generator is on cpu, the decode on meta"):
+        engine.static_decoder(False).decode(enc["input_ids"], enc["attention_mask"], 4,
+                                            DecodeSettings(cache="static"), torch.Generator())
+
+
 def test_settings_refuse_unknown_values_and_resolve_auto() -> None:
     with pytest.raises(ValueError, match="cache must be one of"):
         DecodeSettings(cache="paged")
@@ -86,7 +97,7 @@ def test_settings_refuse_unknown_values_and_resolve_auto() -> None:
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_cuda_graph_replay_gives_the_eager_tokens(lm_tok, temperature: float) -> None:  # type: ignore[no-untyped-def]
     lm, tok = lm_tok
-    lm = lm.to("cuda")
+    lm = copy.deepcopy(lm).to("cuda")  # the module fixture stays on the CPU
     enc = _prompts(tok, 13)
     graph = RolloutEngine.for_tokenizer(lm, tok)
     eager = RolloutEngine.for_tokenizer(lm, tok)
@@ -159,7 +170,7 @@ def test_cuda_graph_rollout_steps_the_env_during_the_decode(lm_tok) -> None:  # 
     from rlseek.envs.text import make_text_vector_env
 
     lm, tok = lm_tok
-    lm = lm.to("cuda")
+    lm = copy.deepcopy(lm).to("cuda")  # the module fixture stays on the CPU
     out = {}
     for cache in ("dynamic", "static"):
         env = make_text_vector_env("rlseek/Reviews-v0", 6, max_new_tokens=40)

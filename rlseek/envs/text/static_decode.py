@@ -286,6 +286,9 @@ class StaticDecoder:
         """
         t0 = time.perf_counter()
         eng, dev = self.engine, self.engine.device
+        if generator is not None and generator.device.type != dev.type:  # a graph would crash on it
+            raise ValueError(f"decode: the generator is on {generator.device.type}, the decode on {dev.type}; "
+                             f"pass torch.Generator(device={dev.type!r})")
         ids = prompt_ids.to(dev, torch.long)
         pmask = prompt_mask.to(dev, torch.long)
         rows, P0 = ids.shape
