@@ -111,6 +111,10 @@ class StaticDecoder:
         GELU run as one cuBLASLt call with a GELU epilogue (:func:`fuse_gelu_linears`)."""
         self.fused_mlps = 0
         """MLPs of the current decode copy whose first linear layer carries the GELU."""
+        self.transposed_weights = False
+        """Graph path, an experiment (off): store the decode copy's ``Conv1D`` weights
+        column-major (the (in, out) parameter a transposed view of an (out, in) tensor), so
+        cuBLAS multiplies by them in its "T" layout and picks from other kernels."""
         self.compile_mode: str | None = None
         """``torch.compile`` mode of the decode forward (None: the default)."""
         self.head_dtype = torch.float32
@@ -133,6 +137,10 @@ class StaticDecoder:
                     self.appending_layers = decode_attention.append_in_kernel(self._copy)
             if self.graphs and self.fused_gelu:
                 self.fused_mlps = fuse_gelu_linears(self._copy)
+            if self.graphs and self.transposed_weights:
+                for module in self._copy.modules():
+                    if type(module).__name__ in ("Conv1D", "GeluConv1D"):
+                        module.weight.data = module.weight.data.t().contiguous().t()
         with torch.no_grad():
             src = list(trunk.parameters()) + list(trunk.buffers())
             dst = list(self._copy.parameters()) + list(self._copy.buffers())
