@@ -111,14 +111,6 @@ class StaticDecoder:
         GELU run as one cuBLASLt call with a GELU epilogue (:func:`fuse_gelu_linears`)."""
         self.fused_mlps = 0
         """MLPs of the current decode copy whose first linear layer carries the GELU."""
-        self.transposed_weights = False
-        """Graph path, an experiment (off): store the decode copy's ``Conv1D`` weights
-        column-major (the (in, out) parameter a transposed view of an (out, in) tensor), so
-        cuBLAS multiplies by them in its "T" layout and picks from other kernels."""
-        self.mlp_out_mm = False
-        """Graph path, an experiment (off): each GPT-2 MLP's second linear layer as a plain
-        ``torch.mm`` with its bias added after it (fused by inductor into the residual add),
-        where ``addmm`` takes cuBLASLt's split-K kernel and its reduce kernel at batch 64."""
         self.compile_mode: str | None = None
         """``torch.compile`` mode of the decode forward (None: the default)."""
         self.head_dtype = torch.float32
@@ -141,15 +133,6 @@ class StaticDecoder:
                     self.appending_layers = decode_attention.append_in_kernel(self._copy)
             if self.graphs and self.fused_gelu:
                 self.fused_mlps = fuse_gelu_linears(self._copy)
-            if self.graphs and self.mlp_out_mm:
-                for module in list(self._copy.modules()):
-                    proj = getattr(module, "c_proj", None)
-                    if getattr(module, "c_fc", None) is not None and type(proj).__name__ == "Conv1D":
-                        module.c_proj = MmConv1D(proj)
-            if self.graphs and self.transposed_weights:
-                for module in self._copy.modules():
-                    if type(module).__name__ in ("Conv1D", "GeluConv1D"):
-                        module.weight.data = module.weight.data.t().contiguous().t()
         with torch.no_grad():
             src = list(trunk.parameters()) + list(trunk.buffers())
             dst = list(self._copy.parameters()) + list(self._copy.buffers())
@@ -447,21 +430,6 @@ def pick_tokens(logits: torch.Tensor, noise: torch.Tensor | None, temperature: f
     drawn = sample_tokens(scores, temperature, top_k, noise=noise)
     lp = torch.log_softmax(scores, -1).gather(-1, drawn[:, None]) if record_logprobs else None
     return drawn, lp
-
-
-class MmConv1D(nn.Module):
-    """GPT-2's ``Conv1D`` as ``x @ weight`` then ``+ bias`` (two ops: the product goes to
-    cuBLAS without a bias epilogue). Holds the Conv1D's own parameters."""
-
-    def __init__(self, conv: nn.Module) -> None:
-        super().__init__()
-        self.nf = conv.nf
-        self.weight = conv.weight
-        self.bias = conv.bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.mm(x.reshape(-1, x.shape[-1]), self.weight) + self.bias
-        return out.view(*x.shape[:-1], self.nf)
 
 
 class GeluConv1D(nn.Module):
