@@ -184,18 +184,21 @@ def test_cuda_graph_rollout_steps_the_env_during_the_decode(lm_tok) -> None:  # 
     assert out["static"].completions == out["dynamic"].completions
 
 
-@pytest.mark.skipif(not cublaslt_split_k.supported(), reason="torch without the split-K switch")
+@pytest.mark.skipif(not cublaslt_split_k.supported(), reason="torch without CUDA or without the split-K switch")
 def test_split_k_switch_is_off_inside_and_put_back_after() -> None:
     m = torch.backends.cuda.matmul
     before = (m.allow_bf16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction_split_k,
               m.allow_fp16_reduced_precision_reduction, m.allow_fp16_reduced_precision_reduction_split_k)
+    backend = torch.backends.cuda.preferred_blas_library()
     with pytest.raises(KeyError), cublaslt_split_k(False):
+        assert torch.backends.cuda.preferred_blas_library() == torch._C._BlasBackend.Cublaslt
         assert not m.allow_bf16_reduced_precision_reduction_split_k
         assert not m.allow_fp16_reduced_precision_reduction_split_k
         raise KeyError("the settings come back even so")
     after = (m.allow_bf16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction_split_k,
              m.allow_fp16_reduced_precision_reduction, m.allow_fp16_reduced_precision_reduction_split_k)
     assert after == before
+    assert torch.backends.cuda.preferred_blas_library() == backend
     with cublaslt_split_k(True):  # allowing is the default: nothing is touched
         assert m.allow_bf16_reduced_precision_reduction_split_k == before[1]
 

@@ -364,9 +364,11 @@ class StaticDecoder:
 
 class cublaslt_split_k:  # noqa: N801 - a context manager
     """With ``allow=False``, inside, cuBLASLt picks no split-K kernels for bf16 and fp16
-    matmuls: torch's switch for it comes with reduced-precision reductions off as well (the
-    sums then stay in float32). Both are put back on exit; ``allow=True`` changes nothing.
-    ``supported``: False on a torch without the switch (then nothing changes either)."""
+    matmuls: torch's switch for it needs reduced-precision reductions off as well (the sums
+    then stay in float32) and cuBLASLt as the BLAS backend of every matmul. All of it is put
+    back on exit; ``allow=True`` changes nothing.
+    ``supported``: False on a torch without the switch or without CUDA (then nothing changes
+    either)."""
 
     def __init__(self, allow: bool) -> None:
         self.allow = allow
@@ -374,6 +376,8 @@ class cublaslt_split_k:  # noqa: N801 - a context manager
 
     @staticmethod
     def supported() -> bool:
+        if not torch.backends.cuda.is_built():  # no cuBLASLt to switch to
+            return False
         try:
             torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction_split_k  # noqa: B018
         except AttributeError:
@@ -386,6 +390,8 @@ class cublaslt_split_k:  # noqa: N801 - a context manager
         m = torch.backends.cuda.matmul
         self.saved = (m.allow_bf16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction_split_k,
                       m.allow_fp16_reduced_precision_reduction, m.allow_fp16_reduced_precision_reduction_split_k)
+        self.backend = torch.backends.cuda.preferred_blas_library()
+        torch.backends.cuda.preferred_blas_library("cublaslt")  # the switch needs cuBLASLt for every matmul
         m.allow_bf16_reduced_precision_reduction = (False, False)
         m.allow_fp16_reduced_precision_reduction = (False, False)
 
@@ -394,6 +400,7 @@ class cublaslt_split_k:  # noqa: N801 - a context manager
             m = torch.backends.cuda.matmul
             m.allow_bf16_reduced_precision_reduction = self.saved[:2]
             m.allow_fp16_reduced_precision_reduction = self.saved[2:]
+            torch.backends.cuda.preferred_blas_library(self.backend)
             self.saved = None
 
 
