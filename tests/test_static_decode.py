@@ -12,7 +12,6 @@ import torch
 from rlseek.envs.text import heldout_prompts
 from rlseek.envs.text.decode_state import bucket_shape
 from rlseek.envs.text.rollout import DecodeSettings, RolloutEngine, sample_tokens
-from rlseek.envs.text.static_decode import cublaslt_split_k
 from rlseek.models.loader import load_causal_lm
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
@@ -182,34 +181,3 @@ def test_cuda_graph_rollout_steps_the_env_during_the_decode(lm_tok) -> None:  # 
     assert torch.equal(out["static"].response_ids, out["dynamic"].response_ids)
     np.testing.assert_array_equal(out["static"].scores, out["dynamic"].scores)
     assert out["static"].completions == out["dynamic"].completions
-
-
-@pytest.mark.skipif(not cublaslt_split_k.supported(), reason="torch without CUDA or without the split-K switch")
-def test_split_k_switch_is_off_inside_and_put_back_after() -> None:
-    m = torch.backends.cuda.matmul
-    before = (m.allow_bf16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction_split_k,
-              m.allow_fp16_reduced_precision_reduction, m.allow_fp16_reduced_precision_reduction_split_k)
-    backend = torch.backends.cuda.preferred_blas_library()
-    with pytest.raises(KeyError), cublaslt_split_k(False):
-        assert torch.backends.cuda.preferred_blas_library() == torch._C._BlasBackend.Cublaslt
-        assert not m.allow_bf16_reduced_precision_reduction_split_k
-        assert not m.allow_fp16_reduced_precision_reduction_split_k
-        raise KeyError("the settings come back even so")
-    after = (m.allow_bf16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction_split_k,
-             m.allow_fp16_reduced_precision_reduction, m.allow_fp16_reduced_precision_reduction_split_k)
-    assert after == before
-    assert torch.backends.cuda.preferred_blas_library() == backend
-    with cublaslt_split_k(True):  # allowing is the default: nothing is touched
-        assert m.allow_bf16_reduced_precision_reduction_split_k == before[1]
-
-
-@cuda
-def test_graph_decode_without_split_k_gives_the_same_tokens(lm_tok) -> None:  # type: ignore[no-untyped-def]
-    """The step captured with cuBLASLt's split-K off (other kernels for the same products):
-    bf16 seeded sampling gives the same tokens but where a bf16 near-tie parts them."""
-    from decode_fixtures import same_tokens, switched_graph_decodes
-
-    lm, tok = lm_tok
-    outs = switched_graph_decodes(copy.deepcopy(lm).to("cuda"), tok, "split_k", 24, temperature=1.0)
-    assert float(same_tokens(outs).mean()) >= 0.95
-    assert torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction  # put back after the capture

@@ -111,10 +111,6 @@ class StaticDecoder:
         GELU run as one cuBLASLt call with a GELU epilogue (:func:`fuse_gelu_linears`)."""
         self.fused_mlps = 0
         """MLPs of the current decode copy whose first linear layer carries the GELU."""
-        self.split_k = True
-        """Graph path: let cuBLASLt pick split-K kernels for the captured step's matmuls
-        (False: :class:`cublaslt_split_k` while capturing, torch >= 2.10). At batch 64 it
-        splits GPT-2's MLP output layer into a split-K kernel and a reduce kernel."""
         self.compile_mode: str | None = None
         """``torch.compile`` mode of the decode forward (None: the default)."""
         self.head_dtype = torch.float32
@@ -258,11 +254,6 @@ class StaticDecoder:
             self._compiled = torch.compile(self._forward, dynamic=False, mode=self.compile_mode)
             self._pick = torch.compile(pick_tokens, dynamic=False)
             self._record = torch.compile(record_token, dynamic=False)
-        with cublaslt_split_k(self.split_k):
-            self._warm_and_capture(trunk, st, head, settings, banned, generator)
-
-    def _warm_and_capture(self, trunk: nn.Module, st: DecodeState, head: Any, settings: DecodeSettings,
-                          banned: torch.Tensor | None, generator: torch.Generator | None) -> None:
         dummy = torch.Generator(device=self.engine.device).manual_seed(0)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -360,48 +351,6 @@ class StaticDecoder:
                           eos=st.eos[:rows].clone(),
                           logprobs=st.logprobs[:rows, :width].clone() if settings.record_logprobs else None,
                           seconds=time.perf_counter() - t0)
-
-
-class cublaslt_split_k:  # noqa: N801 - a context manager
-    """With ``allow=False``, inside, cuBLASLt picks no split-K kernels for bf16 and fp16
-    matmuls: torch's switch for it needs reduced-precision reductions off as well (the sums
-    then stay in float32) and cuBLASLt as the BLAS backend of every matmul. All of it is put
-    back on exit; ``allow=True`` changes nothing.
-    ``supported``: False on a torch without the switch or without CUDA (then nothing changes
-    either)."""
-
-    def __init__(self, allow: bool) -> None:
-        self.allow = allow
-        self.saved: tuple[bool, bool, bool, bool] | None = None
-
-    @staticmethod
-    def supported() -> bool:
-        if not torch.backends.cuda.is_built():  # no cuBLASLt to switch to
-            return False
-        try:
-            torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction_split_k  # noqa: B018
-        except AttributeError:
-            return False
-        return True
-
-    def __enter__(self) -> None:
-        if self.allow or not self.supported():
-            return
-        m = torch.backends.cuda.matmul
-        self.saved = (m.allow_bf16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction_split_k,
-                      m.allow_fp16_reduced_precision_reduction, m.allow_fp16_reduced_precision_reduction_split_k)
-        self.backend = torch.backends.cuda.preferred_blas_library()
-        torch.backends.cuda.preferred_blas_library("cublaslt")  # the switch needs cuBLASLt for every matmul
-        m.allow_bf16_reduced_precision_reduction = (False, False)
-        m.allow_fp16_reduced_precision_reduction = (False, False)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.saved is not None:
-            m = torch.backends.cuda.matmul
-            m.allow_bf16_reduced_precision_reduction = self.saved[:2]
-            m.allow_fp16_reduced_precision_reduction = self.saved[2:]
-            torch.backends.cuda.preferred_blas_library(self.backend)
-            self.saved = None
 
 
 ColumnsCallback = Callable[[np.ndarray, np.ndarray, int], None]
