@@ -135,6 +135,8 @@ def test_rollout_steps_the_env_through_columns_handed_over_mid_decode(lm_tok, ev
     np.testing.assert_array_equal(during.eos, after.eos)
     assert during.completions == after.completions and during.completion_ids == after.completion_ids
     assert during.terms.keys() == after.terms.keys()
+    for key, values in after.terms.items():
+        np.testing.assert_array_equal(during.terms[key], values)
 
 
 def test_static_decode_hands_over_consecutive_final_columns(lm_tok) -> None:  # type: ignore[no-untyped-def]
@@ -181,3 +183,36 @@ def test_cuda_graph_rollout_steps_the_env_during_the_decode(lm_tok) -> None:  # 
     assert torch.equal(out["static"].response_ids, out["dynamic"].response_ids)
     np.testing.assert_array_equal(out["static"].scores, out["dynamic"].scores)
     assert out["static"].completions == out["dynamic"].completions
+
+
+@pytest.mark.parametrize("every, new_tokens", [(2, 16), (3, 16), (8, 5)])
+def test_columns_handed_over_plus_the_rest_are_the_generation_when_rows_end_early(
+        lm_tok, every: int, new_tokens: int) -> None:  # type: ignore[no-untyped-def]
+    """An EOS the tiny LM writes often: rows end early, the loop may stop at a check with a
+    chunk still pending (handed over then), or before any check (nothing handed)."""
+    lm, tok = lm_tok
+    enc = _prompts(tok, 6)
+    settings = DecodeSettings(temperature=1.0, cache="static", compile=False, exit_check_every=every)
+    free = RolloutEngine(lm, vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=None)
+    first = free.decode(enc["input_ids"], enc["attention_mask"], 16, settings, torch.Generator().manual_seed(5))
+    common = int(torch.mode(first.tokens.flatten()).values)  # an id most rows write soon
+    engine = RolloutEngine(lm, vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=common)
+    got: list[tuple[int, np.ndarray, np.ndarray]] = []
+    out = engine.decode(enc["input_ids"], enc["attention_mask"], new_tokens, settings,
+                        torch.Generator().manual_seed(5), on_columns=lambda t, m, s: got.append((s, t, m)))
+    assert bool(out.eos.any())
+    starts = [s for s, _, _ in got]
+    widths = [t.shape[1] for _, t, _ in got]
+    assert starts == [sum(widths[:i]) for i in range(len(got))]  # consecutive, from column 0
+    handed = sum(widths)
+    if new_tokens < every:
+        assert not got
+    width = out.tokens.shape[1]
+    if new_tokens == 16:
+        assert width < new_tokens  # every row ended before the budget: the loop stopped early
+    if got:
+        tokens = np.concatenate([t for _, t, _ in got], 1)
+        mask = np.concatenate([m for _, _, m in got], 1)
+        np.testing.assert_array_equal(tokens[:, :width], out.tokens[:, :handed].numpy())
+        np.testing.assert_array_equal(mask[:, :width], out.mask[:, :handed].numpy())
+        assert not mask[:, width:].any()  # columns handed past the Generation's width: all ended

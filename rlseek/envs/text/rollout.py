@@ -282,9 +282,10 @@ class Rollout:
     answers: list[Any]
     success: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds: ``generate`` (wall time of the decode call, env stepping it overlapped
+    """Seconds: ``generate`` (wall time of the decode call, the env stepping done inside it
     included), ``env`` (host time in the env's reset and steps), ``env_overlapped`` (the part
-    of ``env`` done inside the decode, while the GPU decoded later tokens)."""
+    of ``env`` done inside the decode call, so counted in ``generate`` too: on CUDA it runs
+    while the GPU decodes the next chunk of tokens; on the CPU it is only interleaved)."""
     logprobs: torch.Tensor | None = None
     """(B, T) tempered log-probs of the chosen tokens from the cached forward, only with
     ``record_logprobs=True``."""

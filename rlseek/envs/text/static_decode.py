@@ -286,9 +286,9 @@ class StaticDecoder:
         """
         t0 = time.perf_counter()
         eng, dev = self.engine, self.engine.device
-        if generator is not None and generator.device.type != dev.type:  # a graph would crash on it
-            raise ValueError(f"decode: the generator is on {generator.device.type}, the decode on {dev.type}; "
-                             f"pass torch.Generator(device={dev.type!r})")
+        if generator is not None and not _same_device(generator.device, dev):  # a graph would crash on it
+            raise ValueError(f"decode: the generator is on {generator.device}, the decode on {dev}; "
+                             f"pass torch.Generator(device={str(dev)!r})")
         ids = prompt_ids.to(dev, torch.long)
         pmask = prompt_mask.to(dev, torch.long)
         rows, P0 = ids.shape
@@ -358,16 +358,21 @@ ColumnsCallback = Callable[[np.ndarray, np.ndarray, int], None]
 int64) of columns ``start .. start + n`` of a decode, final when handed over."""
 
 
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Same device type, and the same index where both name one (``cuda`` means the current)."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
 def _columns_to_host(st: DecodeState, rows: int, start: int, stop: int) -> tuple[torch.Tensor, Any]:
     """Queue the copy of columns ``start:stop`` (tokens and live mask, stacked) to pinned host
     memory; returns the host tensor and the event that marks the copy done (None on the CPU)."""
     cols = torch.stack((st.tokens[:rows, start:stop], st.live_mask[:rows, start:stop]))
     if cols.device.type != "cuda":
-        return cols, None
+        return cols.cpu(), None
     host = torch.empty(cols.shape, dtype=cols.dtype, pin_memory=True)
-    host.copy_(cols, non_blocking=True)
+    host.copy_(cols, non_blocking=True)  # on the current stream of the cache's device
     event = torch.cuda.Event()
-    event.record()
+    event.record(torch.cuda.current_stream(cols.device))
     return host, event
 
 
