@@ -53,6 +53,10 @@ from torch import nn
 CACHE_CHOICES = ("dynamic", "static", "auto")
 """Values of ``DecodeSettings.cache`` (and of the agents' ``decode_cache``)."""
 
+ColumnsCallback = Callable[[np.ndarray, np.ndarray, int], None]
+"""``on_columns(tokens, mask, start)``: generated token ids and live mask (both (rows, n)
+int64) of columns ``start .. start + n`` of a decode, final when handed over."""
+
 MASKED_LOGIT = -1e9
 """Logit given to ids that must never be sampled (pad, or EOS when suppressed). Finite on
 purpose: softmax gives them exactly 0 while log-probs and entropies stay finite (−inf would
@@ -370,7 +374,7 @@ class RolloutEngine:
     def decode(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int,
                settings: DecodeSettings = DecodeSettings(),
                generator: torch.Generator | None = None,
-               on_columns: Callable[[np.ndarray, np.ndarray, int], None] | None = None) -> Generation:
+               on_columns: ColumnsCallback | None = None) -> Generation:
         """Complete left-padded prompts (B, P): at most ``max_new_tokens`` tokens per row.
 
         ``generator`` (on the engine's device) makes sampling reproducible; None uses

@@ -42,10 +42,8 @@ from __future__ import annotations
 import copy
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -53,6 +51,7 @@ from rlseek.envs.text import decode_attention, decode_pick
 from rlseek.envs.text.decode_state import MAX_BUCKETS, DecodeState, bucket_shape
 from rlseek.envs.text.rollout import (
     CACHE_KWARG,
+    ColumnsCallback,
     Generation,
     exponential_noise,
     full_precision,
@@ -331,7 +330,7 @@ class StaticDecoder:
             steps, handed, pending = 1, 0, None
             while steps < T:
                 if steps % every == 0:
-                    if pending is not None:  # the chunk after these columns is queued: hand them over
+                    if on_columns is not None and pending is not None:  # the next chunk is queued: hand these over
                         handed = _hand_over(pending, handed, on_columns)
                         pending = None
                     if bool(st.done[:rows].all()):
@@ -343,7 +342,7 @@ class StaticDecoder:
                 else:
                     self._step(trunk, st, head, settings, banned, generator)
                 steps += 1
-            if pending is not None:
+            if on_columns is not None and pending is not None:
                 _hand_over(pending, handed, on_columns)
         live_mask = st.live_mask[:rows, :steps]
         width = max(int(live_mask.sum(1).max()), 1) if rows else 1
@@ -351,11 +350,6 @@ class StaticDecoder:
                           eos=st.eos[:rows].clone(),
                           logprobs=st.logprobs[:rows, :width].clone() if settings.record_logprobs else None,
                           seconds=time.perf_counter() - t0)
-
-
-ColumnsCallback = Callable[[np.ndarray, np.ndarray, int], None]
-"""``on_columns(tokens, mask, start)``: generated token ids and live mask (both (rows, n)
-int64) of columns ``start .. start + n`` of a decode, final when handed over."""
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
@@ -376,13 +370,13 @@ def _columns_to_host(st: DecodeState, rows: int, start: int, stop: int) -> tuple
     return host, event
 
 
-def _hand_over(pending: tuple[torch.Tensor, Any], start: int, on_columns: ColumnsCallback | None) -> int:
+def _hand_over(pending: tuple[torch.Tensor, Any], start: int, on_columns: ColumnsCallback) -> int:
     """Wait for a queued column copy and hand it to ``on_columns``; returns the next column."""
     host, event = pending
     if event is not None:
         event.synchronize()
     cols = host.numpy()
-    if on_columns is not None and cols.shape[-1]:
+    if cols.shape[-1]:
         on_columns(cols[0], cols[1], start)
     return start + cols.shape[-1]
 
