@@ -8,6 +8,8 @@ import pytest
 import torch
 from test_lm_ppo_trainer import make_trainer, rollout
 
+from rlseek.agents.lm_ppo import core
+from rlseek.agents.lm_ppo.batching import host_stats, to_device
 from rlseek.agents.lm_ppo.config import LmPpoConfig
 from rlseek.agents.lm_ppo.trainer import make_optimizer, token_budget_groups
 from rlseek.errors import ConfigError
@@ -72,3 +74,52 @@ def test_optimizer_is_adam_on_cpu_and_the_forward_is_not_compiled_there() -> Non
     tr = make_trainer()
     assert tr.compile_forward is False and tr.compile_error is None
     assert np.isfinite(tr.step(rollout([1.0, 0.0, 0.5, 2.0], [True] * 4))["losses/loss"])
+
+
+def test_host_stats_brings_tensor_figures_over_as_floats() -> None:
+    stats = host_stats({"a": torch.tensor(1.5), "b": torch.tensor(2.25, dtype=torch.float64),
+                        "c": 3, "d": float("nan"), "e": torch.tensor([4.0])})
+    assert stats == pytest.approx({"a": 1.5, "b": 2.25, "c": 3.0, "d": float("nan"), "e": 4.0}, nan_ok=True)
+    assert all(type(v) is float for v in stats.values())
+    assert host_stats({}) == {}
+
+
+def test_to_device_keeps_a_host_tensor_bound_for_the_host() -> None:
+    t = torch.arange(5)
+    assert to_device(t, torch.device("cpu")) is t  # nothing copied
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_to_device_copies_through_pinned_memory_to_cuda() -> None:
+    t = torch.arange(1000)
+    out = to_device(t, torch.device("cuda"))
+    t.add_(1)  # the source was copied to pinned memory first: changing it now changes nothing
+    assert out.device.type == "cuda" and torch.equal(out.cpu(), torch.arange(1000))
+
+
+def test_masked_var_of_one_element_is_zero_not_a_division_by_zero() -> None:
+    x = torch.tensor([[3.0, 7.0]])
+    assert core.masked_var(x, torch.tensor([[1.0, 0.0]])).item() == 0.0
+    assert core.masked_var(x, torch.tensor([[1.0, 1.0]])).item() == pytest.approx(8.0)  # Bessel: n − 1
+    assert core.masked_var(x, torch.tensor([[1.0, 1.0]]), unbiased=False).item() == pytest.approx(4.0)
+
+
+def test_raw_advantage_std_is_measured_before_whitening() -> None:
+    ro = rollout([1.0, -2.0, 0.5, 3.0], [True, True, False, True])
+    raw = make_trainer(reward_norm=False, whiten_advantages=False)
+    batch, raw_stats = raw.prepare(ro)
+    _, stats = make_trainer(reward_norm=False, whiten_advantages=True).prepare(ro)
+    want = core.masked_var(batch["advantages"], batch["mask"]).sqrt().item()
+    assert want > 1.5  # far from the whitened advantages' 1.0
+    assert stats["charts/advantage_raw_std"] == pytest.approx(want, rel=1e-6)
+    assert raw_stats["charts/advantage_raw_std"] == pytest.approx(want, rel=1e-6)
+
+
+def test_the_update_reads_row_lengths_from_the_rollouts_host_masks() -> None:
+    tr = make_trainer()
+    ro = rollout([1.0, -2.0, 0.5, 3.0], [True, True, False, True])
+    batch = tr.batch_tensors(ro)
+    prompt_mask, mask = tr.host_masks(batch)
+    assert prompt_mask is ro.prompt_mask and mask is ro.response_mask  # no device-to-host copy
+    other = {**batch, "mask": batch["mask"].clone()}  # another batch: its own masks, copied
+    assert torch.equal(tr.host_masks(other)[1], ro.response_mask)

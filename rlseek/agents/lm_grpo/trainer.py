@@ -19,6 +19,7 @@ from torch import nn
 from rlseek.agents.lm_grpo.config import LmGrpoConfig
 from rlseek.agents.lm_grpo.core import critic_free_policy_loss, group_advantages, reduce_tokens
 from rlseek.agents.lm_ppo import core
+from rlseek.agents.lm_ppo.batching import host_stats, to_device
 from rlseek.agents.lm_ppo.model import PolicyWithValueHead
 from rlseek.agents.lm_ppo.trainer import LmTrainer
 from rlseek.envs.text.rollout import Rollout
@@ -57,17 +58,16 @@ class CriticFreeTrainer(LmTrainer):
         scores = torch.as_tensor(np.asarray(ro.scores, dtype=np.float64))
         scores = scores - cfg.missing_eos_penalty * torch.as_tensor(~np.asarray(ro.eos, dtype=bool)).double()
         adv = group_advantages(scores, cfg.group_size, self.estimator, cfg.scale_rewards)
-        adv = adv.float().to(self.device)
-        batch["advantages"] = adv[:, None] * mask
         groups = scores.reshape(-1, cfg.group_size)
         stats = {
             "charts/kl_coef": self.kl_ctl.value,
             "charts/ent_coef": self.ent_ctl.value,
-            "charts/advantage_std": float(adv.std()) if len(adv) > 1 else 0.0,
+            "charts/advantage_std": float(adv.float().std()) if len(adv) > 1 else 0.0,
             "charts/group_score_std": float(groups.std(1).mean()),
             "charts/zero_std_groups": float((groups.std(1) == 0).double().mean()),
             "charts/kl_ref": 0.0, "charts/kl_ref_k1": 0.0, "charts/entropy": math.nan,
-        }
+        }  # host figures: no device sync
+        batch["advantages"] = to_device(adv.float(), self.device)[:, None] * mask
         if self.on_policy and not self.has_reference:
             return batch, stats  # entropy comes from the update (see update)
         passed = self.logprob_pass(batch)
@@ -76,11 +76,11 @@ class CriticFreeTrainer(LmTrainer):
         if self.has_reference:
             batch["ref_logp"] = passed["ref_logp"]
         kl = core.kl_estimate(passed["old_logp"], passed["ref_logp"], cfg.kl_estimator) * mask
-        stats["charts/kl_ref"] = float(core.masked_sum(kl, mask, dim=1).mean())
-        stats["charts/kl_ref_k1"] = float(core.masked_sum(passed["old_logp"] - passed["ref_logp"],
-                                                          mask, dim=1).mean())
-        stats["charts/entropy"] = float(core.masked_mean(passed["entropy"], mask))
-        return batch, stats
+        return batch, host_stats({
+            **stats,
+            "charts/kl_ref": core.masked_sum(kl, mask, dim=1).mean(),
+            "charts/kl_ref_k1": core.masked_sum(passed["old_logp"] - passed["ref_logp"], mask, dim=1).mean(),
+            "charts/entropy": core.masked_mean(passed["entropy"], mask)})
 
     def loss_units(self, mask: torch.Tensor) -> torch.Tensor:
         """Tokens (``loss_norm: token``) or completions (``sequence``)."""

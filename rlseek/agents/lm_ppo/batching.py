@@ -2,8 +2,9 @@
 
 :func:`trim` cuts a minibatch to its longest prompt and response, :func:`token_budget_groups`
 packs rows into micro-batches of at most ``micro_batch_tokens`` padded tokens,
-:func:`make_optimizer` is the trainers' Adam (fused AdamW on CUDA) and :func:`host_floats`
-brings the update's figures to the host in one copy. :mod:`rlseek.agents.lm_ppo.trainer`
+:func:`make_optimizer` is the trainers' Adam (fused AdamW on CUDA), :func:`to_device` moves
+host tensors without a stream sync and :func:`host_floats` brings the update's figures to the
+host in one copy. :mod:`rlseek.agents.lm_ppo.trainer`
 re-exports them.
 """
 
@@ -27,14 +28,17 @@ def token_budget_groups(prompt_lens: torch.Tensor, response_lens: torch.Tensor, 
                         budget: int) -> list[torch.Tensor]:
     """Split ``rows`` (host ids) into groups whose padded size — rows × (longest prompt +
     longest response) — stays within ``budget`` tokens (a longer row alone is its own
-    group). Rows are taken longest first, so each group is trimmed to similar lengths."""
+    group). Rows are taken longest first, so each group is trimmed to similar lengths.
+    Pure host work on Python ints (no per-element tensor reads: the trainers call it once
+    per minibatch while the device works)."""
     total = prompt_lens[rows] + response_lens[rows]
-    order = rows[torch.sort(total, descending=True, stable=True).indices]
+    order = rows[torch.sort(total, descending=True, stable=True).indices].tolist()
+    plens, rlens = prompt_lens.tolist(), response_lens.tolist()
     groups: list[list[int]] = []
     cur: list[int] = []
     wp = wr = 0
-    for i in order.tolist():
-        p, r = int(prompt_lens[i]), int(response_lens[i])
+    for i in order:
+        p, r = int(plens[i]), int(rlens[i])
         np_, nr = max(wp, p), max(wr, r)
         if cur and (len(cur) + 1) * (np_ + max(nr, 1)) > budget:
             groups.append(cur)
@@ -44,6 +48,15 @@ def token_budget_groups(prompt_lens: torch.Tensor, response_lens: torch.Tensor, 
     if cur:
         groups.append(cur)
     return [torch.tensor(g, dtype=torch.long) for g in groups]
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``. A host tensor bound for a CUDA device goes through pinned memory
+    without blocking: a copy from pageable memory would first wait for everything queued on
+    the stream, stalling the host at each minibatch while the GPU drains (then idles)."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def trim_bounds(prompt_mask: torch.Tensor, mask: torch.Tensor) -> tuple[int, int]:
@@ -82,3 +95,11 @@ def host_floats(values: list[Any]) -> list[float]:
         dev = values[0].device
         return [float(x) for x in torch.stack([v.reshape(()).to(dev) for v in values]).cpu().tolist()]
     return [float(v) for v in values]
+
+
+def host_stats(stats: dict[str, Any]) -> dict[str, float]:
+    """``stats`` with every value a Python float: the 0-d tensors among them come to the host
+    in one copy (one stream sync for all, not one per figure)."""
+    keys = [k for k, v in stats.items() if isinstance(v, torch.Tensor)]
+    values = dict(zip(keys, host_floats([stats[k] for k in keys]), strict=True))
+    return {k: values[k] if k in values else float(v) for k, v in stats.items()}

@@ -37,10 +37,10 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     """Variance of the masked elements of ``x`` (Bessel-corrected by default)."""
     mean = masked_mean(x, mask)
     sq = masked_mean((x - mean) ** 2, mask)
+    if not unbiased:
+        return sq
     n = mask.sum()
-    if unbiased and n > 1:
-        sq = sq * n / (n - 1)
-    return sq
+    return torch.where(n > 1, sq * n / (n - 1), sq)  # no host sync on the count
 
 
 def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,

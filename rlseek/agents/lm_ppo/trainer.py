@@ -31,7 +31,9 @@ from rlseek.agents.lm_ppo import core
 from rlseek.agents.lm_ppo.batching import (
     cut,
     host_floats,
+    host_stats,
     make_optimizer,
+    to_device,
     token_budget_groups,
     trim_bounds,
 )
@@ -88,6 +90,9 @@ class LmTrainer:
         self.iteration = 0
         set_matmul_precision(device, cfg.tf32)
         self.optimizer = make_optimizer(policy.trainable_parameters(), cfg.learning_rate, device)
+        self._trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
+        """The parameters the optimizer steps (clipped and all-reduced): listed once, not
+        walked through the modules at every minibatch."""
         self.compile_forward = cfg.compile is True or (cfg.compile == "auto" and device.type == "cuda")
         self.compile_error: str | None = None
         self._compiled: Any = None
@@ -116,8 +121,11 @@ class LmTrainer:
         """The rollout's token tensors on the trainer's device: ``prompt_ids``,
         ``prompt_mask`` (left-padded), ``response_ids`` and ``mask`` (right-padded)."""
         d = self.device
-        return {"prompt_ids": ro.prompt_ids.to(d), "prompt_mask": ro.prompt_mask.to(d),
-                "response_ids": ro.response_ids.to(d), "mask": ro.response_mask.to(d)}
+        batch = {"prompt_ids": to_device(ro.prompt_ids, d), "prompt_mask": to_device(ro.prompt_mask, d),
+                 "response_ids": to_device(ro.response_ids, d), "mask": to_device(ro.response_mask, d)}
+        if ro.prompt_mask.device.type == "cpu" and ro.response_mask.device.type == "cpu":
+            self._host = (batch["mask"], ro.prompt_mask, ro.response_mask)  # see host_masks
+        return batch
 
     def forward(self, lm: nn.Module, mb: dict[str, torch.Tensor], value_head: nn.Module | None = None):
         """Teacher-forced (logits, values) of ``mb``'s responses under ``lm`` (values None
@@ -164,7 +172,7 @@ class LmTrainer:
         rows = rows.cpu()
         pm, m = self.host_masks(batch)
         start, end = trim_bounds(pm[rows], m[rows])
-        return cut(batch, start, end, rows.to(batch["mask"].device, non_blocking=True))
+        return cut(batch, start, end, to_device(rows, batch["mask"].device))
 
     def _budget_groups(self, batch: dict[str, torch.Tensor], rows: torch.Tensor) -> list[torch.Tensor]:
         pm, m = self.host_masks(batch)
@@ -191,7 +199,7 @@ class LmTrainer:
                   else self._chunks(B))
         for idx in chunks:
             mb = self.rows_of(batch, idx)
-            idx = idx.to(self.device)
+            idx = to_device(idx, self.device)
             t = mb["response_ids"].shape[1]
             logits, vals = self.forward(self.policy.lm, mb, head)
             out["old_logp"][idx, :t], out["entropy"][idx, :t] = self.token_stats(
@@ -247,7 +255,8 @@ class LmTrainer:
         row of it backpropagates one of its rows with weight 0 (the same collectives on every
         rank, and the parts' keys)."""
         split = self.shard.split
-        total = self.shard.total(self.loss_units(batch["mask"][idx])).clamp_min(1.0)
+        mask_rows = batch["mask"][to_device(idx, batch["mask"].device)]  # host ids, moved without a sync
+        total = self.shard.total(self.loss_units(mask_rows)).clamp_min(1.0)
         parts: dict[str, torch.Tensor] = {}
         empty = split and len(idx) == 0
         micros = self.micro_batches(idx, batch) if not empty else [torch.zeros(1, dtype=torch.long)]
@@ -268,14 +277,13 @@ class LmTrainer:
                 parts[key] = parts.get(key, 0.0) + val.detach() * share
         if split:
             if self.sharded is None:  # FSDP reduce-scatters its gradients itself
-                all_reduce_gradients(self.policy.trainable_parameters())
+                all_reduce_gradients(self._trainable)
             parts = self.shard.reduce_parts(parts)
         return parts
 
     def optimizer_step(self) -> torch.Tensor:
         """Clip the gradient norm to ``max_grad_norm`` and step; returns the norm before."""
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.trainable_parameters(),
-                                                   self.cfg.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._trainable, self.cfg.max_grad_norm)
         self.optimizer.step()
         if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor
             grad_norm = grad_norm.full_tensor()
@@ -376,39 +384,40 @@ class PPOTrainer(LmTrainer):
             s = (s - self.score_stats.mean) / (std if std > 1e-6 else 1.0)
         s = s - self.cfg.missing_eos_penalty * torch.as_tensor(~np.asarray(eos, dtype=bool)).double()
         s = s.clamp(-self.cfg.reward_clip, self.cfg.reward_clip)
-        return self.shard.mine(s).float().to(self.device)
+        return to_device(self.shard.mine(s).float(), self.device)
 
     @torch.no_grad()
     def prepare(self, ro: Rollout) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Old log-probs and values, reference log-probs, KL-penalized rewards and GAE."""
         batch = self.batch_tensors(ro)
+        scores = self.shape_scores(ro.scores, ro.eos)  # host work before the device's is queued
         passed = self.logprob_pass(batch, values=True)
         old_logp, ref_logp = passed["old_logp"], passed["ref_logp"]
         old_values, entropy = passed["old_values"], passed["entropy"]
         mask = batch["mask"]
-        scores = self.shape_scores(ro.scores, ro.eos)
         kl = core.kl_estimate(old_logp, ref_logp, self.cfg.kl_estimator) * mask
         beta = self.kl_ctl.value
         in_reward = self.cfg.kl_penalty == "reward"
         rewards = core.kl_penalized_rewards(scores, kl, mask, beta if in_reward else 0.0)
         adv, returns = core.gae(rewards, old_values, mask, self.cfg.gamma, self.cfg.lam)
+        raw_std = core.masked_var(adv, mask).sqrt()
         if self.cfg.whiten_advantages:
             adv = self.shard.masked_whiten(adv, mask)
         batch.update(old_logp=old_logp, ref_logp=ref_logp, old_values=old_values, advantages=adv,
                      returns=returns)
         seq_kl = core.masked_sum(kl, mask, dim=1)
         seq_kl1 = core.masked_sum(old_logp - ref_logp, mask, dim=1)
-        stats = {
-            "charts/kl_ref": float(seq_kl.mean()),
-            "charts/kl_ref_k1": float(seq_kl1.mean()),
+        stats = host_stats({
+            "charts/kl_ref": seq_kl.mean(),
+            "charts/kl_ref_k1": seq_kl1.mean(),
             "charts/kl_coef": beta,
-            "charts/entropy": float(self.shard.masked_mean(entropy, mask)),
+            "charts/entropy": self.shard.masked_mean(entropy, mask),
             "charts/ent_coef": self.ent_ctl.value,
-            "charts/score_shaped": float(scores.mean()),
-            "charts/non_score_reward": float((-beta * seq_kl).mean()),
-            "charts/advantage_raw_std": float(core.masked_var(adv, mask).sqrt()),
-            "charts/value_mean": float(core.masked_mean(old_values, mask)),
-        }
+            "charts/score_shaped": scores.mean(),
+            "charts/non_score_reward": (-beta * seq_kl).mean(),
+            "charts/advantage_raw_std": raw_std,
+            "charts/value_mean": core.masked_mean(old_values, mask),
+        })
         return batch, stats
 
     def micro_loss(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
