@@ -143,6 +143,9 @@ def test_padded_vocabulary_never_samples_extra_rows_or_pad() -> None:
                                      vocab_size=V, banned_ids=(pad,))
     assert logits.shape[-1] == V and (torch.softmax(logits, -1)[..., pad] == 0).all()
     trainer = PPOTrainer(policy, reference, cfg, torch.device("cpu"), vocab_size=V, banned_ids=(pad,))
+    with torch.no_grad():  # the trainer's own forward cuts and masks the same way
+        own, _ = trainer.forward(policy.lm, trainer.batch_tensors(ro))
+    assert own.shape[-1] == V and (torch.softmax(own, -1)[..., pad] == 0).all()
     stats = trainer.step(ro)
     assert all(np.isfinite(v) or k == "losses/explained_variance" for k, v in stats.items())
     assert stats["charts/kl_ref"] == 0.0  # the reference's distribution is cut the same way

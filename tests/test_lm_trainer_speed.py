@@ -9,7 +9,7 @@ import torch
 from test_lm_ppo_trainer import make_trainer, rollout
 
 from rlseek.agents.lm_ppo import core
-from rlseek.agents.lm_ppo.batching import host_stats, to_device
+from rlseek.agents.lm_ppo.batching import host_floats, host_stats, to_device
 from rlseek.agents.lm_ppo.config import LmPpoConfig
 from rlseek.agents.lm_ppo.trainer import make_optimizer, token_budget_groups
 from rlseek.errors import ConfigError
@@ -82,6 +82,8 @@ def test_host_stats_brings_tensor_figures_over_as_floats() -> None:
     assert stats == pytest.approx({"a": 1.5, "b": 2.25, "c": 3.0, "d": float("nan"), "e": 4.0}, nan_ok=True)
     assert all(type(v) is float for v in stats.values())
     assert host_stats({}) == {}
+    mixed = host_floats([torch.tensor(0.5), 2, torch.tensor(-1.0, dtype=torch.float64), 3.25])
+    assert mixed == [0.5, 2.0, -1.0, 3.25] and all(type(v) is float for v in mixed)
 
 
 def test_to_device_keeps_a_host_tensor_bound_for_the_host() -> None:
@@ -100,6 +102,7 @@ def test_to_device_copies_through_pinned_memory_to_cuda() -> None:
 def test_masked_var_of_one_element_is_zero_not_a_division_by_zero() -> None:
     x = torch.tensor([[3.0, 7.0]])
     assert core.masked_var(x, torch.tensor([[1.0, 0.0]])).item() == 0.0
+    assert core.masked_var(x, torch.tensor([[0.0, 0.0]])).item() == 0.0  # nothing masked in
     assert core.masked_var(x, torch.tensor([[1.0, 1.0]])).item() == pytest.approx(8.0)  # Bessel: n − 1
     assert core.masked_var(x, torch.tensor([[1.0, 1.0]]), unbiased=False).item() == pytest.approx(4.0)
 

@@ -46,7 +46,7 @@ class ResponseForward(nn.Module):
         self.lm, self.value_head = lm, value_head
 
     def forward(self, inputs: dict[str, torch.Tensor], response_len: int, temperature: float,
-                vocab_size: int | None, banned_ids: tuple[int, ...], values: bool) -> Any:
+                vocab_size: int | None, banned_ids: tuple[int, ...] | torch.Tensor, values: bool) -> Any:
         from rlseek.agents.lm_ppo.model import forward_response
 
         logits, vals = forward_response(self.lm, inputs, response_len, temperature,
@@ -74,7 +74,7 @@ class ShardedPolicy:
         fully_shard(self.root)
 
     def forward(self, inputs: dict[str, torch.Tensor], response_len: int, temperature: float,
-                vocab_size: int | None, banned_ids: tuple[int, ...], values: bool) -> Any:
+                vocab_size: int | None, banned_ids: tuple[int, ...] | torch.Tensor, values: bool) -> Any:
         """(logits, values) through the sharded root (every rank must call it alike)."""
         return self.root(inputs, response_len, temperature, vocab_size, banned_ids, values)
 

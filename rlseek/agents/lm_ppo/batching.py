@@ -90,16 +90,19 @@ def trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def host_floats(values: list[Any]) -> list[float]:
-    """Python floats of a list of 0-d tensors and numbers, with one device copy per list."""
-    if values and all(isinstance(v, torch.Tensor) for v in values):
-        dev = values[0].device
-        return [float(x) for x in torch.stack([v.reshape(()).to(dev) for v in values]).cpu().tolist()]
-    return [float(v) for v in values]
+    """Python floats of a list of 0-d tensors and numbers, the tensors brought over in one
+    device copy (one stream sync for all of them)."""
+    at = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
+    out = [0.0 if isinstance(v, torch.Tensor) else float(v) for v in values]
+    if at:
+        dev = values[at[0]].device
+        got = torch.stack([values[i].reshape(()).to(dev) for i in at]).cpu().tolist()
+        for i, g in zip(at, got, strict=True):
+            out[i] = float(g)
+    return out
 
 
 def host_stats(stats: dict[str, Any]) -> dict[str, float]:
-    """``stats`` with every value a Python float: the 0-d tensors among them come to the host
-    in one copy (one stream sync for all, not one per figure)."""
-    keys = [k for k, v in stats.items() if isinstance(v, torch.Tensor)]
-    values = dict(zip(keys, host_floats([stats[k] for k in keys]), strict=True))
-    return {k: values[k] if k in values else float(v) for k, v in stats.items()}
+    """``stats`` with every value a Python float, the 0-d tensors among them brought over in
+    one copy (one stream sync for all, not one per figure)."""
+    return dict(zip(stats, host_floats(list(stats.values())), strict=True))

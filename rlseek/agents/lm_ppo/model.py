@@ -133,7 +133,7 @@ def sequence_inputs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, respons
 
 def forward_response(lm: nn.Module, inputs: dict[str, torch.Tensor], response_len: int,
                      temperature: float, value_head: nn.Module | None = None, *,
-                     vocab_size: int | None = None, banned_ids: Sequence[int] = ()
+                     vocab_size: int | None = None, banned_ids: Sequence[int] | torch.Tensor = ()
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Teacher-forced forward pass: the policy's logits predicting each response token,
     (B, T, V), and, with ``value_head``, the value of the state before each response token,

@@ -84,6 +84,10 @@ class LmTrainer:
         reference at all (:attr:`has_reference` False: no reference log-probs, KL 0)."""
         self.policy, self.reference, self.cfg, self.device = policy, reference, cfg, device
         self.vocab_size, self.banned_ids = vocab_size, tuple(banned_ids)
+        self._banned: tuple[int, ...] | torch.Tensor = (
+            torch.tensor(self.banned_ids, dtype=torch.long, device=device) if self.banned_ids else ())
+        """``banned_ids`` as a long tensor on the device, built once: a list would be copied
+        to the device at every forward (a blocking copy from pageable memory on CUDA)."""
         self.total_iterations = total_iterations
         if cfg.lr_schedule == "linear" and not total_iterations:
             raise ValueError("lr_schedule 'linear' needs total_iterations")
@@ -132,11 +136,11 @@ class LmTrainer:
         without ``value_head``); see :func:`forward_response`."""
         inputs = sequence_inputs(mb["prompt_ids"], mb["prompt_mask"], mb["response_ids"], mb["mask"])
         args = (lm, inputs, mb["response_ids"].shape[1], self.cfg.temperature, value_head)
-        kw = {"vocab_size": self.vocab_size, "banned_ids": self.banned_ids}
+        kw = {"vocab_size": self.vocab_size, "banned_ids": self._banned}
         with autocast(self.device, self.cfg.dtype):
             if self.sharded is not None and lm is self.policy.lm:  # FSDP: through the root unit
                 return self.sharded.forward(inputs, args[2], self.cfg.temperature, self.vocab_size,
-                                            self.banned_ids, value_head is not None)
+                                            self._banned, value_head is not None)
             if self.compile_forward and self.compile_error is None:
                 if self._compiled is None:
                     self._compiled = torch.compile(forward_response)
@@ -318,7 +322,11 @@ class LmTrainer:
                     sums.setdefault(key, []).append(val.detach() if isinstance(val, torch.Tensor) else val)
             if stopped:
                 break
-        stats = {k: float(np.mean(host_floats(v))) for k, v in sums.items()}
+        flat = host_floats([v for vals in sums.values() for v in vals])  # one copy for all figures
+        stats, at = {}, 0
+        for key, vals in sums.items():
+            stats[key] = float(np.mean(flat[at:at + len(vals)]))
+            at += len(vals)
         stats["losses/early_stopped"] = float(stopped)
         return stats
 
