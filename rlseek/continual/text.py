@@ -56,7 +56,9 @@ class TextContinual:
         self.ewc = ctx.load_ewc("policy")
         self.replayed = 0
         self.rows = 0
-        self.last_penalty: float | None = None
+        self.last_penalty: torch.Tensor | None = None
+        """The EWC penalty of the last micro-batch, kept on the device (read once, at the
+        task's end: a ``float()`` per micro-batch would make the host wait for the GPU)."""
 
     def mix(self, options: dict[str, Any] | None, env: Any, iteration: int) -> dict[str, Any] | None:
         """The rollout's reset options with ``fraction`` of its prompt groups from past tasks."""
@@ -101,7 +103,7 @@ class TextContinual:
 
         def penalty() -> torch.Tensor:
             value = ewc.penalty(params)
-            self.last_penalty = float(value.detach())
+            self.last_penalty = value.detach()
             return value
 
         return penalty
@@ -114,7 +116,7 @@ class TextContinual:
 
         spec, config, cfg = self.ctx.spec, agent.config, agent.params
         out: dict[str, Any] = {"replayed_rows": self.replayed, "rollout_rows": self.rows,
-                               "ewc_penalty": self.last_penalty}
+                               "ewc_penalty": None if self.last_penalty is None else float(self.last_penalty)}
         rng = np.random.default_rng([self.ctx.seed, self.ctx.index, 29])
         if spec.replay is not None:
             env = agent._make_env(config, 1)
