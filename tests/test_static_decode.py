@@ -110,6 +110,72 @@ def test_cuda_graph_replay_gives_the_eager_tokens(lm_tok, temperature: float) ->
     assert torch.equal(outs[0].tokens, dyn.tokens) and torch.equal(outs[0].mask, dyn.mask)
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_lanes_give_the_one_lane_tokens(lm_tok, temperature: float) -> None:  # type: ignore[no-untyped-def]
+    """The rows split into lanes, each with its own cache (on the CPU run one after the
+    other): the same tokens, ends and log-probs as one lane; rows that do not split evenly
+    fall back to fewer lanes."""
+    lm, tok = lm_tok
+    enc = _prompts(tok, 8)
+    one = RolloutEngine.for_tokenizer(lm, tok)
+    two = RolloutEngine.for_tokenizer(lm, tok)
+    two.static_decoder(False).lanes = 2
+    want = _decode(one, enc, "static", temperature, seed=11, record_logprobs=True)
+    got = _decode(two, enc, "static", temperature, seed=11, record_logprobs=True)
+    assert [st.lanes for st in two.static_decoder(False).states.values()] == [2]
+    assert torch.equal(got.tokens, want.tokens) and torch.equal(got.mask, want.mask)
+    assert torch.equal(got.eos, want.eos)
+    torch.testing.assert_close(got.logprobs, want.logprobs, atol=1e-5, rtol=1e-5)
+    three = RolloutEngine.for_tokenizer(lm, tok)
+    three.static_decoder(False).lanes = 3  # 8 rows: two lanes of 4
+    odd = _decode(three, enc, "static", temperature, seed=11)
+    assert [st.lanes for st in three.static_decoder(False).states.values()] == [2]
+    assert torch.equal(odd.tokens, want.tokens)
+
+
+@cuda
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_cuda_graph_lanes_give_the_eager_tokens(lm_tok, temperature: float) -> None:  # type: ignore[no-untyped-def]
+    """Two lanes on concurrent streams inside the captured graph (float32 tiny LM): the eager
+    dynamic decode's tokens, replay after replay."""
+    lm, tok = lm_tok
+    lm = copy.deepcopy(lm).to("cuda")
+    enc = _prompts(tok, 13)
+    graph = RolloutEngine.for_tokenizer(lm, tok)
+    graph.static_decoder(False).lanes = 2
+    dyn = _decode(RolloutEngine.for_tokenizer(lm, tok), enc, "dynamic", temperature, seed=5)
+    outs = [_decode(graph, enc, "static", temperature, seed=5) for _ in range(3)]
+    states = list(graph.static_decoder(False).states.values())
+    assert [(st.lanes, st.graph is not None) for st in states] == [(2, True)]
+    assert all(torch.equal(o.tokens, dyn.tokens) and torch.equal(o.mask, dyn.mask) for o in outs)
+
+
+@cuda
+def test_compiled_bf16_lanes_give_the_one_lane_tokens() -> None:
+    """The rollout's GPU path (bf16 copy, compiled forward, attention and pick kernels) with
+    two lanes against one: the same first tokens (later ones may part at a bf16 near-tie:
+    the lanes' matmuls have half the rows)."""
+    from decode_fixtures import same_tokens
+
+    lm, tok = load_causal_lm("rlseek/tiny-lm")
+    lm = lm.to("cuda")
+    enc = tok(heldout_prompts("rlseek/Arithmetic-v0", n=40, seed=2)["prompts"], return_tensors="pt",
+              padding=True)
+    outs = {}
+    for lanes in (2, 1):
+        engine = RolloutEngine.for_tokenizer(lm, tok)
+        dec = engine.static_decoder(True)
+        dec.lanes = lanes
+        with torch.autocast("cuda", torch.bfloat16):
+            out = engine.decode(enc["input_ids"], enc["attention_mask"], 12,
+                                DecodeSettings(temperature=0.0, suppress_eos=True),
+                                torch.Generator(device="cuda").manual_seed(0))
+        assert [st.lanes for st in dec.states.values()] == [lanes] and dec.compile_error is None
+        outs[lanes == 2] = (out, dec)
+    same = same_tokens(outs)
+    assert float(same[:, :4].mean()) >= 0.95 and float(same.mean()) >= 0.8
+
+
 def _rollouts(lm, tok, cache: str, every: int, env_id: str = "rlseek/Reviews-v0", **env_kw):  # type: ignore[no-untyped-def]
     from rlseek.envs.text import make_text_vector_env
 
