@@ -218,14 +218,14 @@ class StaticDecoder:
         cur = torch.cuda.current_stream(ids.device)
         while len(self._streams) < st.lanes - 1:
             self._streams.append(torch.cuda.Stream(ids.device))
+        streams = [cur, *self._streams[: st.lanes - 1]]
+        for stream in streams[1:]:  # fork before lane 0 queues anything, or they would wait for it
+            stream.wait_stream(cur)
         outs = []
-        for i, (cache, r) in enumerate(zip(st.caches, rows)):
-            stream = cur if i == 0 else self._streams[i - 1]
-            if i:
-                stream.wait_stream(cur)
+        for i, (cache, r, stream) in enumerate(zip(st.caches, rows, streams)):
             with torch.cuda.stream(stream), decode_attention.lane(i):
                 outs.append(fwd(trunk, cache, ids[r], mask[r], pos[r], kv_len))
-        for stream in self._streams[: st.lanes - 1]:
+        for stream in streams[1:]:
             cur.wait_stream(stream)
         return torch.cat(outs)
 
