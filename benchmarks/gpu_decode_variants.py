@@ -45,21 +45,17 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "kernel_headbf16_append": dict(kernel=True, head32=False, pick=False, gelu=False, append=True),
     "default": dict(kernel=True, head32=False, pick=True, gelu=True, append=True),
     "default_autotune": dict(kernel=True, head32=False, pick=True, gelu=True, append=True, autotune=True),
-    "default_lanes1": dict(kernel=True, head32=False, pick=True, gelu=True, append=True, lanes=1),
-    "default_lanes2": dict(kernel=True, head32=False, pick=True, gelu=True, append=True, lanes=2),
-    "default_lanes4": dict(kernel=True, head32=False, pick=True, gelu=True, append=True, lanes=4),
 }
 """Switches per variant: the earlier paths first (b66b2e4's; then attention kernel and bf16
 head, the default up to 1d61f59), each newer switch alone on the latter, then the default
 (all on), and the default with the decode forward compiled in inductor's
 ``max-autotune-no-cudagraphs`` mode (``StaticDecoder.compile_mode``: Triton GEMM templates
-timed against cuBLAS per shape), and the default with the trunk's forward in 1, 2 or 4 lanes
-(``StaticDecoder.lanes``: row slices with caches of their own, run on concurrent streams)."""
+timed against cuBLAS per shape)."""
 
 
 def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, repeats: int,
                 profile: bool = False, pick: bool = True, gelu: bool = True,
-                append: bool = True, autotune: bool = False, lanes: int | None = None) -> dict[str, Any]:
+                append: bool = True, autotune: bool = False) -> dict[str, Any]:
     """Tokens/s of whole graph decodes of ``batch`` random prompts with one variant (through
     gpu_lm_ppo.py's fixed-length env: every episode exactly NEW tokens)."""
     rng = np.random.default_rng(batch)
@@ -69,8 +65,6 @@ def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, 
     dec = engine.static_decoder(True)
     dec.attention_kernel, dec.pick_kernel, dec.fused_gelu, dec.append_in_kernel = kernel, pick, gelu, append
     dec.compile_mode = "max-autotune-no-cudagraphs" if autotune else None
-    if lanes is not None:
-        dec.lanes = lanes
     settings = DecodeSettings(temperature=1.0, head_float32=head32)
     gen = torch.Generator(device=device).manual_seed(0)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -104,7 +98,6 @@ def decode_rate(lm: torch.nn.Module, batch: int, *, kernel: bool, head32: bool, 
     out["fused_mlps"] = dec.fused_mlps
     out["appending_layers"] = dec.appending_layers
     out["compile_error"] = dec.compile_error
-    out["lanes"] = [st.lanes for st in dec.states.values()]
     return out
 
 

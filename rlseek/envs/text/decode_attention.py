@@ -215,42 +215,24 @@ def launch_config(keys: int, programs: int) -> tuple[int, int, bool, int, int]:
     return 16, 1, False, 4, max(1, min(round(TARGET_PROGRAMS / max(programs, 1)), most))
 
 
-_TICKETS: dict[tuple[torch.device, int], torch.Tensor] = {}
+_TICKETS: dict[torch.device, torch.Tensor] = {}
 _OUTGROWN: list[torch.Tensor] = []
 """Ticket buffers replaced by larger ones, kept alive: CUDA graphs captured earlier still
 point at them."""
-_LANE = [0]
-"""The decode lane whose kernels are being launched (:func:`lane`)."""
-
-
-class lane:  # noqa: N801 - used as a context manager, like torch.cuda.stream
-    """Launch this lane's kernels (``with lane(i): ...``): kernels of different lanes may run
-    at the same time (the decoder runs its lanes on concurrent streams), so each lane splits
-    its attention with tickets of its own."""
-
-    def __init__(self, index: int) -> None:
-        self.index, self.before = index, 0
-
-    def __enter__(self) -> None:
-        self.before, _LANE[0] = _LANE[0], self.index
-
-    def __exit__(self, *exc: object) -> None:
-        _LANE[0] = self.before
 
 
 def _tickets(device: torch.device, count: int) -> torch.Tensor | None:
-    """The current lane's int32 tickets of split programs on ``device`` (zero between
-    kernels; each kernel puts back what it takes; one lane's kernels run one at a time), at
-    least ``count`` of them; None where more are needed while a CUDA graph is being
-    captured (a new buffer's zeroing would not be part of the graph)."""
-    key = (device, _LANE[0])
-    t = _TICKETS.get(key)
+    """The device's int32 tickets of split programs (zero between kernels; each kernel puts
+    back what it takes; kernels on one stream at a time), at least ``count`` of them; None
+    where more are needed while a CUDA graph is being captured (a new buffer's zeroing would
+    not be part of the graph)."""
+    t = _TICKETS.get(device)
     if t is None or t.numel() < count:
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
             return None
         if t is not None:
             _OUTGROWN.append(t)
-        t = _TICKETS[key] = torch.zeros(max(count, 4096), dtype=torch.int32, device=device)
+        t = _TICKETS[device] = torch.zeros(max(count, 4096), dtype=torch.int32, device=device)
     return t
 
 

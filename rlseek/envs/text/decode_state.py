@@ -53,7 +53,7 @@ class DecodeState:
     prompt_len: int
     new_tokens: int
     cache: Any
-    """transformers ``StaticCache`` of P + T positions (the first lane's, see ``caches``)."""
+    """transformers ``StaticCache`` of P + T positions."""
     tok: torch.Tensor
     """(B, 1) the token the next forward consumes."""
     pos: torch.Tensor
@@ -78,34 +78,19 @@ class DecodeState:
     """Real rows of the decode in progress (the rest are bucket padding, ended from the start)."""
     graph: torch.cuda.CUDAGraph | None = None
     graph_key: tuple[Any, ...] | None = None
-    caches: list[Any] | None = None
-    """One ``StaticCache`` per lane: lane ``i`` holds rows ``i * B / lanes`` up to the next
-    lane's first row (the trunk's forward runs per lane; see ``StaticDecoder.lanes``)."""
-
-    def __post_init__(self) -> None:
-        if self.caches is None:
-            self.caches = [self.cache]
-
-    @property
-    def lanes(self) -> int:
-        """Lanes the rows are split into (each with its own cache)."""
-        return len(self.caches or ())
 
     @classmethod
     def allocate(cls, config: Any, batch: int, prompt_len: int, new_tokens: int,
-                 device: torch.device, mask_dtype: torch.dtype, lanes: int = 1) -> DecodeState:
-        """Fresh buffers on ``device`` and ``lanes`` static caches for ``config`` (each of
-        ``batch / lanes`` rows, allocated by the first prefill, in the dtype the trunk
-        computes in)."""
+                 device: torch.device, mask_dtype: torch.dtype) -> DecodeState:
+        """Fresh buffers on ``device`` and a static cache for ``config`` (allocated by the
+        first prefill, in the dtype the trunk computes in)."""
         from transformers import StaticCache
 
         B, P, T = batch, prompt_len, new_tokens
-        if lanes < 1 or B % lanes:
-            raise ValueError(f"DecodeState: {B} rows do not split into {lanes} equal lanes")
         long = dict(dtype=torch.long, device=device)
-        caches = [StaticCache(config=config, max_cache_len=P + T) for _ in range(lanes)]
         return cls(
-            batch=B, prompt_len=P, new_tokens=T, cache=caches[0], caches=caches,
+            batch=B, prompt_len=P, new_tokens=T,
+            cache=StaticCache(config=config, max_cache_len=P + T),
             tok=torch.zeros((B, 1), **long), pos=torch.zeros((B, 1), **long),
             live=torch.zeros(B, **long), done=torch.zeros(B, dtype=torch.bool, device=device),
             eos=torch.zeros(B, dtype=torch.bool, device=device),
@@ -120,8 +105,7 @@ class DecodeState:
         columns) in place; rows past ``rows`` are ended from the start. Returns the (B, 1, P,
         P + T) additive mask of the prefill."""
         B, P = self.batch, self.prompt_len
-        for cache in self.caches or ():
-            cache.reset()
+        self.cache.reset()
         self.rows = rows
         pm = torch.zeros((B, P), dtype=torch.bool, device=self.tokens.device)
         pm[:rows] = prompt_mask.bool()

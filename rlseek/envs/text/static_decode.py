@@ -115,14 +115,6 @@ class StaticDecoder:
         self.head_dtype = torch.float32
         """dtype of the padded LM head on the graph path, set per decode from
         ``DecodeSettings.head_float32`` (logits are float32 either way)."""
-        self.lanes = 1
-        """Lanes the batch's rows are split into for the trunk's forward (fewer where the
-        bucket's rows do not split evenly). Each lane has its own cache; on CUDA the lanes'
-        forwards run on concurrent streams (in the graph: parallel branches), then the LM head
-        and the pick run once over all rows. At small batches a decode step's kernels are
-        latency-bound and leave most of the GPU idle; two half-batch trunks side by side fill
-        it. The tokens are the one-lane path's up to the rounding of the smaller matmuls."""
-        self._streams: list[Any] = []
 
     # -- weights ----------------------------------------------------------------------------
     def _trunk(self, dtype: torch.dtype | None) -> nn.Module:
@@ -185,49 +177,12 @@ class StaticDecoder:
         return logits[:, : lm.get_output_embeddings().weight.shape[0]]
 
     # -- the loop -----------------------------------------------------------------------------
-    def _forward(self, trunk: nn.Module, cache: Any, ids: torch.Tensor, mask: torch.Tensor,
+    def _forward(self, trunk: nn.Module, st: DecodeState, ids: torch.Tensor, mask: torch.Tensor,
                  pos: torch.Tensor, kv_len: torch.Tensor | None = None) -> torch.Tensor:
         extra = {decode_attention.KV_LEN: kv_len} if kv_len is not None else {}
         out = trunk(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                    **{CACHE_KWARG: cache}, **extra)
+                    **{CACHE_KWARG: st.cache}, **extra)
         return out.last_hidden_state[:, -1]
-
-    def _lane_count(self, batch: int) -> int:
-        """Lanes for a bucket of ``batch`` rows: :attr:`lanes`, or fewer so they split evenly."""
-        n = max(1, min(int(self.lanes), batch))
-        while batch % n:
-            n -= 1
-        return n
-
-    def _trunk_forward(self, fwd: Any, trunk: nn.Module, st: DecodeState, ids: torch.Tensor,
-                       mask: torch.Tensor, pos: torch.Tensor,
-                       kv_len: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, H) last hidden states of ``fwd`` over the state's lanes, each lane's rows with
-        its own cache. On CUDA lane 0 runs on the current stream and every other lane on a
-        stream of its own that waits for it first; the current stream then waits for them
-        all. The inputs stay referenced until that join is queued and the outputs are read
-        on the current stream only after it, so no block is reused while another lane still
-        reads it (the caching allocator's reuse is ordered per stream)."""
-        if st.lanes == 1:
-            return fwd(trunk, st.cache, ids, mask, pos, kv_len)
-        h = st.batch // st.lanes
-        rows = [slice(i * h, (i + 1) * h) for i in range(st.lanes)]
-        if ids.device.type != "cuda":
-            return torch.cat([fwd(trunk, cache, ids[r], mask[r], pos[r], kv_len)
-                              for cache, r in zip(st.caches, rows)])
-        cur = torch.cuda.current_stream(ids.device)
-        while len(self._streams) < st.lanes - 1:
-            self._streams.append(torch.cuda.Stream(ids.device))
-        streams = [cur, *self._streams[: st.lanes - 1]]
-        for stream in streams[1:]:  # fork before lane 0 queues anything, or they would wait for it
-            stream.wait_stream(cur)
-        outs = []
-        for i, (cache, r, stream) in enumerate(zip(st.caches, rows, streams)):
-            with torch.cuda.stream(stream), decode_attention.lane(i):
-                outs.append(fwd(trunk, cache, ids[r], mask[r], pos[r], kv_len))
-        for stream in streams[1:]:
-            cur.wait_stream(stream)
-        return torch.cat(outs)
 
     def _choose(self, st: DecodeState, logits: torch.Tensor, settings: DecodeSettings,
                 banned: torch.Tensor | None, generator: torch.Generator | None,
@@ -265,15 +220,14 @@ class StaticDecoder:
         uses_kernel = trunk is self._copy and getattr(trunk, "config", None) is not None \
             and trunk.config._attn_implementation == decode_attention.NAME
         kv_len = st.step + st.prompt_len if uses_kernel else None
-        hidden = self._trunk_forward(fwd, trunk, st, st.tok, st.mask, st.pos, kv_len)
+        hidden = fwd(trunk, st, st.tok, st.mask, st.pos, kv_len)
         self._choose(st, self._logits(hidden, head), settings, banned, generator, advance=True)
 
     def _state(self, B: int, P: int, T: int, mask_dtype: torch.dtype) -> DecodeState:
-        lanes = self._lane_count(B)
-        key = (B, P, T, lanes)
+        key = (B, P, T)
         st = self.states.get(key)
         if st is None or st.mask.dtype != mask_dtype:
-            st = DecodeState.allocate(self.engine.lm.config, B, P, T, self.engine.device, mask_dtype, lanes)
+            st = DecodeState.allocate(self.engine.lm.config, B, P, T, self.engine.device, mask_dtype)
             self.states[key] = st
             while len(self.states) > MAX_BUCKETS:
                 self.states.popitem(last=False)
@@ -288,7 +242,7 @@ class StaticDecoder:
         full_ids[:rows] = ids
         pm = torch.zeros_like(full_ids)
         pm[:rows] = pmask
-        hidden = self._trunk_forward(self._forward, trunk, st, full_ids, mask4, positions(pm))
+        hidden = self._forward(trunk, st, full_ids, mask4, positions(pm))
         return self._logits(hidden, head)
 
     def _capture(self, trunk: nn.Module, st: DecodeState, head: Any, settings: DecodeSettings,
