@@ -112,23 +112,28 @@ class BatchShard:
         return all_reduce_sum(x.detach().clone().double()).to(x.dtype)
 
     def reduce_parts(self, parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Loss parts weighted by global shares, summed over ranks (same keys on every rank)."""
+        """Loss parts weighted by global shares, summed over ranks (same keys on every rank).
+        One collective on the parts' own device: on NCCL the sum stays on the GPU, queued
+        behind the backward, and the host does not wait for it (the figures are read once,
+        at the update's end)."""
         if not self.split:
             return parts
         keys = sorted(parts)
-        vals = torch.stack([torch.as_tensor(parts[k], dtype=torch.float64).reshape(()).cpu() for k in keys])
+        vals = torch.stack([torch.as_tensor(parts[k]).detach().to(torch.float64).reshape(()) for k in keys])
         all_reduce_sum(vals)
         return {k: vals[i] for i, k in enumerate(keys)}
 
-    def max_count(self, n: int) -> int:
-        """The largest ``n`` over ranks (how many passes every rank must make under FSDP)."""
-        if not self.split:
-            return n
-        t = torch.tensor([float(n)])
+    def max_counts(self, counts: list[int]) -> list[int]:
+        """The largest of each of ``counts`` over ranks (how many forward/backward passes every
+        rank must make per minibatch under FSDP): one collective for a whole epoch's
+        minibatches, so the host waits once per epoch, not once per minibatch."""
+        if not self.split or not counts:
+            return list(counts)
+        t = torch.tensor([float(n) for n in counts], dtype=torch.float64)
         if self.world.backend == "nccl":
             t = t.cuda()
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-        return int(t.item())
+        return [int(n) for n in t.tolist()]
 
     def gather(self, x: np.ndarray) -> np.ndarray:
         """Every rank's rows of a per-row array, in global order."""
