@@ -256,8 +256,14 @@ def test_one_process_refuses_what_torchrun_would(tmp_path: Path, capsys) -> None
 
 @pytest.mark.slow
 def test_fsdp_two_processes_train_resume_and_match(tmp_path: Path) -> None:
-    """FSDP2 on gloo: 2 processes reach the 1-process weights; a run cut after its first
-    checkpoint resumes under FSDP in a world of 1 and of 2 and ends where the whole run did."""
+    """FSDP2 on gloo: 2 processes reach DDP's 2-process weights, and the 1-process weights up
+    to float summation order; a run cut after its first checkpoint resumes under FSDP in a
+    world of 1 and of 2 and ends where the whole run did.
+
+    Over these 2 iterations (16 optimizer steps) the order in which 2 ranks' sums are added
+    moves a few q/k weights, through Adam's normalisation, by 1.3e-4 under DDP and 1.5e-4
+    under FSDP against one process, while FSDP and DDP with 2 processes stay within 1.6e-5:
+    hence DDP with 2 processes as the tight reference and 3 × TOL against one process."""
     import shutil
 
     run = {"total_steps": 16, "checkpoint_every": 8, "keep_checkpoints": 10,
@@ -268,7 +274,9 @@ def test_fsdp_two_processes_train_resume_and_match(tmp_path: Path) -> None:
     ddp = write_config(tmp_path / "ddp", {**run, "distributed": {"strategy": "ddp"}})
     assert main(["train", str(ddp), "--out", str(one)]) == 0
     run_torchrun(["train", str(config), "--out", str(two)], cwd=tmp_path)
-    assert max_diff(one / "final", two / "final", "model.safetensors") < TOL
+    run_torchrun(["train", str(ddp), "--out", str(tmp_path / "ddp2")], cwd=tmp_path)
+    assert max_diff(tmp_path / "ddp2" / "final", two / "final", "model.safetensors") < TOL
+    assert max_diff(one / "final", two / "final", "model.safetensors") < 3 * TOL
     meta = json.loads((two / "meta.json").read_text())
     assert meta["distributed_strategy"] == "fsdp" and meta["world_sizes"] == [2]
     first = sorted(two.glob("checkpoints/step_*"))[0]
