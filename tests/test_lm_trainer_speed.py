@@ -128,3 +128,27 @@ def test_the_update_reads_row_lengths_from_the_rollouts_host_masks() -> None:
     assert prompt_mask is ro.prompt_mask and mask is ro.response_mask  # no device-to-host copy
     other = {**batch, "mask": batch["mask"].clone()}  # another batch: its own masks, copied
     assert torch.equal(tr.host_masks(other)[1], ro.response_mask)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_compiled_cuda_steps_keep_the_banned_id_at_probability_zero() -> None:
+    """The GPU training path: the compiled forward on CUDA, with the banned ids (the pad id) as
+    the trainer's device tensor, masks them out and the iterations stay finite."""
+    from test_lm_ppo_trainer import PAD, tiny_lm
+
+    from rlseek.agents.lm_ppo.model import build_policy
+    from rlseek.agents.lm_ppo.trainer import PPOTrainer
+
+    dev = torch.device("cuda")
+    cfg = LmPpoConfig(num_minibatches=2, ppo_epochs=2, learning_rate=1e-3, compile=True)
+    policy, reference = build_policy(tiny_lm(), cfg)
+    policy.to(dev)
+    reference.to(dev)
+    tr = PPOTrainer(policy, reference, cfg, dev, vocab_size=32, banned_ids=(PAD,))
+    ro = rollout([1.0, -2.0, 0.5, 3.0], [True, True, False, True])
+    stats = [tr.step(ro) for _ in range(2)]
+    assert tr.compile_forward and tr.compile_error is None
+    with torch.no_grad():
+        logits, _ = tr.forward(policy.lm, tr.batch_tensors(ro))
+    assert logits.is_cuda and (torch.softmax(logits.float(), -1)[..., PAD] == 0).all()
+    assert all(np.isfinite(v) for s in stats for k, v in s.items() if k != "losses/explained_variance")
