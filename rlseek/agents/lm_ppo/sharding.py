@@ -128,7 +128,7 @@ class BatchShard:
         rank must make per minibatch under FSDP): one collective for a whole epoch's
         minibatches, so the host waits once per epoch, not once per minibatch."""
         if not self.split or not counts:
-            return list(counts)
+            return counts
         t = torch.tensor([float(n) for n in counts], dtype=torch.float64)
         if self.world.backend == "nccl":
             t = t.cuda()

@@ -249,7 +249,8 @@ class LmTrainer:
         return list(torch.tensor_split(idx, min(self.cfg.grad_accum_steps, len(idx))))
 
     def accumulate(self, batch: dict[str, torch.Tensor], idx: torch.Tensor,
-                   passes: int | None = None) -> dict[str, torch.Tensor]:
+                   passes: int | None = None, micros: list[torch.Tensor] | None = None
+                   ) -> dict[str, torch.Tensor]:
         """Backward of the minibatch ``idx`` over its micro-batches, each loss weighted by
         its share of the minibatch's :meth:`loss_units`, so the accumulated gradient equals
         the unaccumulated one; returns the loss parts, weighted the same way (detached).
@@ -259,18 +260,22 @@ class LmTrainer:
         every rank ends with the one-process gradient of the whole minibatch. A rank owning no
         row of it backpropagates one of its rows with weight 0 (the same collectives on every
         rank, and the parts' keys). ``passes``: under FSDP, the forward/backward passes every
-        rank makes for this minibatch (the most micro-batches any rank has, :meth:`plan`)."""
+        rank makes for this minibatch (the most micro-batches any rank has); ``micros``: its
+        micro-batches when already split (both from :meth:`plan`)."""
         split = self.shard.split
         mask_rows = batch["mask"][to_device(idx, batch["mask"].device)]  # host ids, moved without a sync
         total = self.shard.total(self.loss_units(mask_rows)).clamp_min(1.0)
         parts: dict[str, torch.Tensor] = {}
         empty = split and len(idx) == 0
-        micros = self.micro_batches(idx, batch) if not empty else [torch.zeros(1, dtype=torch.long)]
+        if empty:
+            micros = [torch.zeros(1, dtype=torch.long)]
+        elif micros is None:
+            micros = self.micro_batches(idx, batch)
         real = 0 if empty else len(micros)
         if self.sharded is not None:  # FSDP: the same number of forward/backward passes per rank
             if passes is None:
                 passes = self.shard.max_counts([len(micros)])[0]
-            micros += [torch.zeros(1, dtype=torch.long)] * (passes - len(micros))
+            micros = micros + [torch.zeros(1, dtype=torch.long)] * (passes - len(micros))
         for i, micro in enumerate(micros):
             mb = self.rows_of(batch, micro)
             share = self.loss_units(mb["mask"]) / total * (1.0 if i < real else 0.0)
@@ -289,14 +294,18 @@ class LmTrainer:
             parts = self.shard.reduce_parts(parts)
         return parts
 
-    def plan(self, batch: dict[str, torch.Tensor], chunks: list[torch.Tensor]) -> list[int | None]:
+    def plan(self, batch: dict[str, torch.Tensor], chunks: list[torch.Tensor]
+             ) -> list[tuple[int | None, list[torch.Tensor] | None]]:
         """Per minibatch of an epoch (this rank's row ids of each), the forward/backward
-        passes :meth:`accumulate` makes: under FSDP the most micro-batches any rank has for
-        it, agreed in one collective for the epoch; else None (each rank makes its own)."""
+        passes :meth:`accumulate` makes and its micro-batches. Under FSDP the passes are the
+        most micro-batches any rank has for it, agreed in one collective for the epoch (the
+        split is kept, so it is not made twice); else (None, None): each rank splits and
+        makes its own."""
         if self.sharded is None:
-            return [None] * len(chunks)
-        mine = [len(self.micro_batches(idx, batch)) if len(idx) else 1 for idx in chunks]
-        return list(self.shard.max_counts(mine))
+            return [(None, None)] * len(chunks)
+        micros = [self.micro_batches(idx, batch) if len(idx) else None for idx in chunks]
+        counts = [len(m) if m is not None else 1 for m in micros]
+        return list(zip(self.shard.max_counts(counts), micros, strict=True))
 
     def optimizer_step(self) -> torch.Tensor:
         """Clip the gradient norm to ``max_grad_norm`` and step; returns the norm before."""
@@ -322,9 +331,9 @@ class LmTrainer:
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(B, generator=self.shuffle_gen)
             chunks = [self.shard.local(idx) for idx in self._chunks(B, order)]  # host ids
-            for idx, passes in zip(chunks, self.plan(batch, chunks)):  # figures stay on the device
+            for idx, (passes, micros) in zip(chunks, self.plan(batch, chunks)):  # figures stay on the device
                 self.optimizer.zero_grad(set_to_none=True)
-                parts = self.accumulate(batch, idx, passes)
+                parts = self.accumulate(batch, idx, passes, micros)
                 if cfg.early_stop_kl is not None and float(parts["losses/approx_kl"]) > 1.5 * cfg.early_stop_kl:
                     # SB3's target_kl: this minibatch already moved too far; skip it and stop.
                     self.optimizer.zero_grad(set_to_none=True)
