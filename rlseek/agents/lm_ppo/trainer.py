@@ -170,13 +170,17 @@ class LmTrainer:
             self._host = (batch["mask"], batch["prompt_mask"].detach().cpu(), batch["mask"].detach().cpu())
         return self._host[1], self._host[2]
 
-    def rows_of(self, batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    def rows_of(self, batch: dict[str, torch.Tensor], rows: torch.Tensor,
+                device_rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``batch``'s ``rows`` (host ids), trimmed as :func:`trim` does, with the bounds
-        read from the host masks instead of the device."""
+        read from the host masks instead of the device. ``device_rows``: the same ids
+        already on the batch's device (saves a copy)."""
         rows = rows.cpu()
         pm, m = self.host_masks(batch)
         start, end = trim_bounds(pm[rows], m[rows])
-        return cut(batch, start, end, to_device(rows, batch["mask"].device))
+        if device_rows is None or device_rows.device != batch["mask"].device:
+            device_rows = to_device(rows, batch["mask"].device)
+        return cut(batch, start, end, device_rows)
 
     def _budget_groups(self, batch: dict[str, torch.Tensor], rows: torch.Tensor) -> list[torch.Tensor]:
         pm, m = self.host_masks(batch)
@@ -202,8 +206,8 @@ class LmTrainer:
         chunks = (self._budget_groups(batch, torch.arange(B)) if self.cfg.micro_batch_tokens
                   else self._chunks(B))
         for idx in chunks:
-            mb = self.rows_of(batch, idx)
-            idx = to_device(idx, self.device)
+            host_idx, idx = idx, to_device(idx, self.device)
+            mb = self.rows_of(batch, host_idx, idx)
             t = mb["response_ids"].shape[1]
             logits, vals = self.forward(self.policy.lm, mb, head)
             out["old_logp"][idx, :t], out["entropy"][idx, :t] = self.token_stats(
