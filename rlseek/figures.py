@@ -31,7 +31,9 @@ SOURCE_FIGURES = Path(__file__).resolve().parent.parent / "figures"
 
 
 def machine() -> dict[str, Any]:
-    """Where a figure was measured: platform, CPU count, Python, torch and CUDA device (if any)."""
+    """Where a figure was measured: platform, CPU count, Python, torch and CUDA device (if any),
+    and the versions of transformers and trl where the measuring process loaded them (a model's
+    initialization, hence a benchmark's base checkpoint, can change with transformers)."""
     info: dict[str, Any] = {"platform": platform.platform(), "cpus": os.cpu_count(),
                             "python": platform.python_version(), "torch": None, "cuda": None}
     torch = sys.modules.get("torch")
@@ -39,6 +41,10 @@ def machine() -> dict[str, Any]:
         info["torch"] = torch.__version__
         if torch.cuda.is_available():
             info["cuda"] = torch.cuda.get_device_name(0)
+    for lib in ("transformers", "trl"):
+        module = sys.modules.get(lib)
+        if module is not None:
+            info[lib] = getattr(module, "__version__", None)
     return info
 
 
