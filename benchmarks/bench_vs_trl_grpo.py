@@ -1,4 +1,4 @@
-"""rlseek lm-grpo and lm-ppo side by side with TRL's GRPOTrainer, on CPU, from one shared base.
+"""rlseek lm-grpo, lm-rloo and lm-ppo side by side with TRL's GRPOTrainer, on CPU, from one shared base.
 
 1. **The base** is built here: a char-level GPT-2 (~340k parameters: 3 layers, width 96) and its
    tokenizer (digits, ``+``, ``=``, ``<eos>``, ``<pad>``), pre-trained with teacher forcing on
@@ -22,13 +22,14 @@
    beta 0, one iteration per generation; G and the per-step batch as given), rlseek lm-grpo
    at each ``--grpo-lrs`` (the agent's own pieces: the text vector env with the ``group_size``
    reset option, the one rollout engine, :class:`CriticFreeTrainer`; its defaults: token
-   loss normalization, group-std scaling, β = 0, on-policy) and rlseek lm-ppo
+   loss normalization, group-std scaling, β = 0, on-policy), rlseek lm-rloo at ``--rloo-lr``
+   (the same pieces with the leave-one-out baseline, same defaults) and rlseek lm-ppo
    (:class:`PPOTrainer`, one epoch of one minibatch per rollout of ``--batch`` prompts, fixed
    β = 0.02, no entropy bonus). One optimizer step = ``--batch`` completions for every method.
    Every method gets the same ``--steps`` optimizer steps (1200) and the same learning-rate
    schedule ``--lr-schedule`` (linear from the run's rate to 0 over the steps: TRL's
    ``lr_scheduler_type``, rlseek's ``lr_schedule``); each method's rate is its best of the
-   ones tried (TRL 3e-4, 6e-4 and 1e-3 are all run; lm-grpo and lm-ppo run at 6e-4).
+   ones tried (TRL 3e-4, 6e-4 and 1e-3 are all run; lm-grpo, lm-rloo and lm-ppo run at 6e-4).
 
 Reported: each run's best greedy exact match and the training time at which it first reached
 TRL's best (the best over TRL's learning rates), and the ratio to TRL's own time to reach it.
@@ -225,7 +226,7 @@ def run_trl(base: Path, train: list, evalset: list, lr: float, args: argparse.Na
 
 def run_rlseek(base: Path, train_file: Path, evalset: list, algo: str, args: argparse.Namespace,
                params: dict[str, Any]) -> Curve:
-    from rlseek.agents.lm_grpo.config import LmGrpoConfig
+    from rlseek.agents.lm_grpo.config import LmGrpoConfig, LmRlooConfig
     from rlseek.agents.lm_grpo.trainer import CriticFreeTrainer
     from rlseek.agents.lm_ppo.config import LmPpoConfig
     from rlseek.agents.lm_ppo.model import build_policy
@@ -235,11 +236,12 @@ def run_rlseek(base: Path, train_file: Path, evalset: list, algo: str, args: arg
     from rlseek.models.loader import load_causal_lm
 
     torch.manual_seed(args.seed)
-    grpo = algo == "lm-grpo"
+    grpo = algo in ("lm-grpo", "lm-rloo")  # critic-free: G completions per prompt
     env = make_text_vector_env("rlseek/Arithmetic-v0", args.batch, model=str(base), max_new_tokens=4,
                                reward={"accuracy": 1.0}, prompts_file=str(train_file))
     lm, tok = load_causal_lm(str(base))
-    cfg = (LmGrpoConfig if grpo else LmPpoConfig)(model=str(base), temperature=args.temperature,
+    config_class = {"lm-grpo": LmGrpoConfig, "lm-rloo": LmRlooConfig}.get(algo, LmPpoConfig)
+    cfg = config_class(model=str(base), temperature=args.temperature,
                                                   lr_schedule=args.lr_schedule, **params)
     cfg.validate()
     policy, ref = build_policy(lm, cfg, value_head=not grpo, reference=not grpo or cfg.kl_coef > 0)
@@ -248,7 +250,7 @@ def run_rlseek(base: Path, train_file: Path, evalset: list, algo: str, args: arg
     updates = cfg.ppo_epochs * cfg.num_minibatches  # optimizer steps per rollout
     kw = dict(vocab_size=engine.vocab_size, banned_ids=engine.banned_ids(decode),
               total_iterations=args.steps // updates)
-    trainer = (CriticFreeTrainer(policy, ref, cfg, torch.device("cpu"), estimator="grpo", **kw) if grpo
+    trainer = (CriticFreeTrainer(policy, ref, cfg, torch.device("cpu"), estimator=algo[3:], **kw) if grpo
                else PPOTrainer(policy, ref, cfg, torch.device("cpu"), **kw))
     gen = torch.Generator().manual_seed(args.seed)
     trainer.shuffle_gen.manual_seed(args.seed + 1)
@@ -294,7 +296,8 @@ def main() -> None:
     p.add_argument("--ppo-params", type=json.loads, default={},
                    help='more lm-ppo params as JSON, e.g. \'{"ppo_epochs": 2}\'')
     p.add_argument("--base-target", type=float, default=0.5)
-    p.add_argument("--only", nargs="+", default=["trl", "lm-grpo", "lm-ppo"])
+    p.add_argument("--rloo-lr", type=float, default=6e-4)
+    p.add_argument("--only", nargs="+", default=["trl", "lm-grpo", "lm-rloo", "lm-ppo"])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -312,6 +315,9 @@ def main() -> None:
         curves += [run_rlseek(base, train_file, evalset, "lm-grpo", args,
                               {"learning_rate": lr, "group_size": args.group, **args.grpo_params})
                    for lr in args.grpo_lrs]
+    if "lm-rloo" in args.only:
+        curves.append(run_rlseek(base, train_file, evalset, "lm-rloo", args,
+                                 {"learning_rate": args.rloo_lr, "group_size": args.group, **args.grpo_params}))
     if "lm-ppo" in args.only:
         curves.append(run_rlseek(base, train_file, evalset, "lm-ppo", args,
                                  {"learning_rate": args.ppo_lr, "ppo_epochs": 1, "num_minibatches": 1,
