@@ -236,21 +236,22 @@ def run_rlseek(base: Path, train_file: Path, evalset: list, algo: str, args: arg
     from rlseek.models.loader import load_causal_lm
 
     torch.manual_seed(args.seed)
-    grpo = algo in ("lm-grpo", "lm-rloo")  # critic-free: G completions per prompt
+    critic_free = algo in ("lm-grpo", "lm-rloo")  # G completions per prompt, no value head
     env = make_text_vector_env("rlseek/Arithmetic-v0", args.batch, model=str(base), max_new_tokens=4,
                                reward={"accuracy": 1.0}, prompts_file=str(train_file))
     lm, tok = load_causal_lm(str(base))
     config_class = {"lm-grpo": LmGrpoConfig, "lm-rloo": LmRlooConfig}.get(algo, LmPpoConfig)
-    cfg = config_class(model=str(base), temperature=args.temperature,
-                                                  lr_schedule=args.lr_schedule, **params)
+    cfg = config_class(model=str(base), temperature=args.temperature, lr_schedule=args.lr_schedule, **params)
     cfg.validate()
-    policy, ref = build_policy(lm, cfg, value_head=not grpo, reference=not grpo or cfg.kl_coef > 0)
+    policy, ref = build_policy(lm, cfg, value_head=not critic_free,
+                               reference=not critic_free or cfg.kl_coef > 0)
     engine = RolloutEngine.for_env(policy.lm, env, torch.device("cpu"))
     decode = DecodeSettings(temperature=cfg.temperature)
     updates = cfg.ppo_epochs * cfg.num_minibatches  # optimizer steps per rollout
     kw = dict(vocab_size=engine.vocab_size, banned_ids=engine.banned_ids(decode),
               total_iterations=args.steps // updates)
-    trainer = (CriticFreeTrainer(policy, ref, cfg, torch.device("cpu"), estimator=algo[3:], **kw) if grpo
+    trainer = (CriticFreeTrainer(policy, ref, cfg, torch.device("cpu"), estimator=algo.removeprefix("lm-"), **kw)
+               if critic_free
                else PPOTrainer(policy, ref, cfg, torch.device("cpu"), **kw))
     gen = torch.Generator().manual_seed(args.seed)
     trainer.shuffle_gen.manual_seed(args.seed + 1)
@@ -258,7 +259,7 @@ def run_rlseek(base: Path, train_file: Path, evalset: list, algo: str, args: arg
     curve = Curve(name)
     curve.record(0, exact_match(policy.lm, tok, evalset))
     curve.resume()
-    options = {"group_size": cfg.group_size} if grpo else None
+    options = {"group_size": cfg.group_size} if critic_free else None
     for it in range(args.steps // updates):
         t0 = time.perf_counter()
         ro = engine.rollout(env, decode, generator=gen, seed=args.seed * 1_000_003 + it, options=options)
