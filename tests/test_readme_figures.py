@@ -43,9 +43,18 @@ def _vs_trl(f: dict[str, Any]) -> list[str]:
     def cell(x: float | None, spec: str, unit: str = "") -> str:
         return "not reached" if x is None else f"{format(x, spec)}{unit}"
 
-    rows = [f"| {name} | {r['best_exact_match']:.3f} | {cell(r['seconds_to_trl_best'], '.1f', ' s')} | "
-            f"{cell(r['time_ratio_to_trl'], '.2f', '×')} |" for name, r in f["summary"].items()]
-    return [f"TRL's best greedy exact match, {f['trl_best']:.3f}", *rows]
+    lines = []
+    for b in f["bases"]:  # one table row per (base, run), one base line per base
+        m = b["base"]
+        lines.append(f"| {b['seed']} | {m['pretrain_steps']:,} steps | {m['base_accuracy']:.3f} | "
+                     f"{b['trl_best']:.3f} | `{m['weights_sha256'][:12]}` |")
+        lines += [f"| {b['seed']} | {name} | {r['best_exact_match']:.3f} | "
+                  f"{cell(r['seconds_to_trl_best'], '.1f', ' s')} | {cell(r['time_ratio_to_trl'], '.2f', '×')} |"
+                  for name, r in b["summary"].items()]
+    for name, m in f["across_bases"].items():  # the summary across bases
+        lines.append(f"| {name} | {m['reached_0.90']} of {m['bases']} | {m['within_half_trl_time']} of {m['bases']} | "
+                     f"{min(m['best']):.3f}–{max(m['best']):.3f} |")
+    return lines
 
 
 def _continual(f: dict[str, Any]) -> list[str]:
