@@ -119,6 +119,8 @@ def build_base(folder: Path, train: list[tuple[str, str]], evalset: list[tuple[s
     """Pre-train the char-level GPT-2 until greedy exact match >= ``target``; save it."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from rlseek.runs import atomic_write_text
+
     meta_path = folder / "base_meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -162,7 +164,7 @@ def build_base(folder: Path, train: list[tuple[str, str]], evalset: list[tuple[s
     meta = {"parameters": sum(p.numel() for p in model.parameters()), "pretrain_steps": step,
             "base_accuracy": acc, "pretrain_seconds": time.perf_counter() - t0, "seed": seed,
             "target": target, "torch_threads": torch.get_num_threads(), "weights_sha256": weights}
-    meta_path.write_text(json.dumps(meta, indent=1))
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))  # the meta marks a finished base
     return meta
 
 
