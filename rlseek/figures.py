@@ -32,8 +32,8 @@ SOURCE_FIGURES = Path(__file__).resolve().parent.parent / "figures"
 
 def machine() -> dict[str, Any]:
     """Where a figure was measured: platform, CPU count, Python, torch and CUDA device (if any),
-    and the versions of transformers and trl where the measuring process loaded them (a model's
-    initialization, hence a benchmark's base checkpoint, can change with transformers)."""
+    and the versions of transformers and trl where the measuring process loaded them (what a
+    model-training figure depends on, beside torch)."""
     info: dict[str, Any] = {"platform": platform.platform(), "cpus": os.cpu_count(),
                             "python": platform.python_version(), "torch": None, "cuda": None}
     torch = sys.modules.get("torch")

@@ -47,7 +47,14 @@ def test_across_bases_counts_per_method_with_trl_at_its_best_rate() -> None:
     assert set(out) == {"TRL GRPO (best lr)", "rlseek lm-ppo", "rlseek lm-grpo"}
     assert out["TRL GRPO (best lr)"]["best"] == [0.74, 0.93, 0.91]  # the best rate per base
     assert out["TRL GRPO (best lr)"]["reached_0.90"] == 2
-    assert out["rlseek lm-ppo"] | {"ratio": None} == {"bases": 3, "reached_0.90": 2, "within_half_trl_time": 2,
-                                                      "best": [0.757, 0.953, 0.903], "ratio": None}
+    assert out["rlseek lm-ppo"] == {"bases": 3, "reached_0.90": 2, "within_half_trl_time": 2,
+                                    "best": [0.757, 0.953, 0.903], "ratio": [0.37, 0.35, None]}
     assert out["rlseek lm-grpo"]["within_half_trl_time"] == 1  # 0.5 counts, 0.54 and "not reached" do not
     assert out["rlseek lm-grpo"]["reached_0.90"] == 1
+
+
+def test_across_bases_takes_a_methods_best_rate_on_each_base() -> None:
+    base = _base(0, {"0.001": 0.74}, {"lm-grpo": (0.70, None)})
+    base["summary"]["rlseek lm-grpo lr=0.0003"] = {"best_exact_match": 0.91, "time_ratio_to_trl": 0.4}
+    out = bench.across_bases([base])["rlseek lm-grpo"]
+    assert out == {"bases": 1, "reached_0.90": 1, "within_half_trl_time": 1, "best": [0.91], "ratio": [0.4]}
